@@ -1,0 +1,43 @@
+# Two commands on a fresh machine: `make reproduce` (set up + the default workflow, end to end)
+# and `make test` (set up + the test suite). Both create or update .venv from envs/.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+SNAKEMAKE_ARGS ?=
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: reproduce test lint format setup clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Installed when the pins change; torch first, so the CPU build on local disk is taken.
+$(VENV)/.installed: envs/requirements.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "$$(grep '^torch==' envs/requirements.txt)"
+	$(BIN)/python -m pip install --quiet -r envs/requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+reproduce: setup
+	$(BIN)/snakemake --profile profiles/default --cores $(CORES) $(SNAKEMAKE_ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/snakefmt --check workflow
+	$(BIN)/snakemake --lint --cores 1
+
+format: setup
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+	$(BIN)/snakefmt workflow
+
+clean:
+	rm -rf results .snakemake

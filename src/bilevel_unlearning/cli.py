@@ -1,0 +1,141 @@
+"""Command line: one sub-command per workflow step, runnable by hand on a cluster node.
+
+Settings arrive as JSON strings (the workflow passes its config sections as rule params, so a
+changed setting reruns exactly the jobs it affects).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("bilevel_unlearning")
+
+
+def _json(text: str) -> Any:
+    return json.loads(text)
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from bilevel_unlearning.data import miniature
+
+    miniature.generate(args.benchmark, args.seed, args.sizes, Path(args.out))
+    log.info("wrote the miniature %s benchmark to %s", args.benchmark, args.out)
+
+
+def cmd_train_tokenizer(args: argparse.Namespace) -> None:
+    from bilevel_unlearning.pipeline import train_tokenizer_step
+
+    train_tokenizer_step(args.texts, Path(args.out), args.vocab_size, args.seed)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from bilevel_unlearning.pipeline import pretrain_step
+
+    _set_threads(args.threads)
+    pretrain_step(Path(args.tokenizer), Path(args.corpus), Path(args.out), args.settings, args.seed)
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from bilevel_unlearning.pipeline import finetune_step
+
+    _set_threads(args.threads)
+    finetune_step(
+        args.benchmark,
+        args.role,
+        Path(args.base),
+        Path(args.data),
+        Path(args.corpus),
+        Path(args.out),
+        args.settings,
+        args.seed,
+    )
+
+
+def cmd_sanity(args: argparse.Namespace) -> None:
+    from bilevel_unlearning.sanity import sanity_step
+
+    _set_threads(args.threads)
+    sanity_step(args.benchmark, Path(args.data), Path(args.models), Path(args.out), args.settings)
+
+
+def cmd_sanity_report(args: argparse.Namespace) -> None:
+    from bilevel_unlearning.sanity import report_step
+
+    report_step([Path(p) for p in args.inputs], Path(args.json), Path(args.markdown))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bilevel-unlearning", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="write a miniature benchmark's data files")
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--sizes", type=_json, required=True, help="the config's miniature section")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("train-tokenizer", help="train the miniature's BPE tokenizer")
+    p.add_argument("--texts", nargs="+", required=True, help="JSONL files with text fields")
+    p.add_argument("--vocab-size", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_train_tokenizer)
+
+    for name, helptext in (
+        ("pretrain", "train the base model from scratch on the general corpus"),
+        ("finetune", "fine-tune the base into a benchmark's target or oracle"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--corpus", required=True, help="the general corpus (JSONL)")
+        p.add_argument("--settings", type=_json, required=True, help="models.pretrain/finetune")
+        p.add_argument("--seed", type=int, required=True)
+        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--out", required=True)
+    sub.choices["pretrain"].add_argument("--tokenizer", required=True)
+    sub.choices["pretrain"].set_defaults(func=cmd_pretrain)
+    finetune = sub.choices["finetune"]
+    finetune.add_argument("--benchmark", required=True)
+    finetune.add_argument("--role", required=True)
+    finetune.add_argument("--base", required=True)
+    finetune.add_argument("--data", required=True, help="the benchmark's data folder")
+    finetune.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("sanity", help="probe target vs oracle on forget and retain data")
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--models", required=True, help="results/{benchmark}/models")
+    p.add_argument("--settings", type=_json, required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_sanity)
+
+    p = sub.add_parser("sanity-report", help="gather per-benchmark sanity probes into one table")
+    p.add_argument("--inputs", nargs="+", required=True)
+    p.add_argument("--json", required=True)
+    p.add_argument("--markdown", required=True)
+    p.set_defaults(func=cmd_sanity_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

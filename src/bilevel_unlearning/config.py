@@ -1,0 +1,549 @@
+"""Validation of the workflow configuration (config/config.yaml and its overrides).
+
+A bad value should stop the workflow before any job starts, with a message that names the key,
+the offending value and what would be accepted, so that a typo never costs a training run.
+Two layers do this: the JSON Schema in workflow/schemas/config.schema.yaml (types, bounds,
+allowed names, no unknown keys) and the cross-field rules below that a schema cannot express.
+Every problem is collected and reported at once, not just the first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+README = "config/README.md"
+
+RULES_NEEDING_RETAIN = ("weighted_sum", "blur", "blur_reversed")
+
+# Method hyperparameters and the losses that read them: a value elsewhere would be silently
+# ignored, which is almost always a copy-paste mistake.
+HYPERPARAMETER_USERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "beta": ("forget_loss", ("npo", "simnpo")),
+    "delta": ("forget_loss", ("simnpo",)),
+    "npo_form": ("forget_loss", ("npo", "simnpo")),
+    "kl_form": ("retain_loss", ("kl",)),
+    "layers": ("forget_loss", ("rmu",)),
+    "steering_coefficient": ("forget_loss", ("rmu",)),
+}
+
+TYPE_NAMES = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping of keys to values",
+    "null": "empty (null)",
+}
+
+
+class ConfigError(ValueError):
+    """The configuration breaks the schema or a cross-field rule.
+
+    ``problems`` keeps one line per problem, so callers and tests can inspect them one by one.
+    """
+
+    def __init__(self, problems: Sequence[str], source: str | Path | None = None) -> None:
+        self.problems = list(problems)
+        self.source = source
+        super().__init__(format_problems(self.problems, source))
+
+
+def format_problems(problems: Sequence[str], source: str | Path | None = None) -> str:
+    """Join the problems into one message that ends by telling the user what to do."""
+    where = f" in {source}" if source else ""
+    count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
+    lines = [f"Invalid workflow configuration{where} ({count}):"]
+    lines += [f"  - {problem}" for problem in problems]
+    lines.append(
+        "Fix the config file (or the --configfile/--config override) and run again; "
+        f"every key is documented in {README}."
+    )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    seen: dict[Any, yaml.Mark] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"found key {key!r} twice (first {seen[key]})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file, rejecting duplicate keys, so the value seen is the value written."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return yaml.load(handle, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as error:
+        raise ConfigError([f"the file is not valid YAML: {error}"], source=path) from error
+
+
+def load_schema(schema_path: str | Path | None = None) -> dict:
+    """Read the config schema; by default the one in this repository's workflow/schemas/."""
+    path = Path(schema_path) if schema_path is not None else SCHEMA_PATH
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"config schema not found at {path}. It is read from the repository checkout "
+            "(workflow/schemas/config.schema.yaml); when the package is installed outside the "
+            "repository, pass schema_path= explicitly."
+        )
+    with path.open(encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def load_config(path: str | Path, schema_path: str | Path | None = None) -> dict:
+    """Read a YAML config file and validate it; returns the config or raises ConfigError."""
+    config = read_yaml(path)
+    try:
+        return validate_config(config, schema_path)
+    except ConfigError as error:
+        raise ConfigError(error.problems, source=path) from None
+
+
+def validate_config(config: Any, schema_path: str | Path | None = None) -> dict:
+    """Check config against the schema and the cross-field rules; returns it unchanged.
+
+    Raises ConfigError listing every problem found.
+    """
+    schema = load_schema(schema_path)
+    problems = schema_problems(config, schema)
+    if isinstance(config, Mapping):
+        problems += cross_field_problems(config, schema)
+    if problems:
+        raise ConfigError(problems)
+    return config  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------------------
+# Schema errors, rewritten as "config key 'a.b[2]': VALUE is not allowed: WHAT IS ALLOWED"
+
+
+def _strict_integer(_checker: Any, instance: Any) -> bool:
+    """An integer is an int, not a float that happens to be whole (range(2.0) fails)."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+)
+
+
+def schema_problems(config: Any, schema: Mapping[str, Any]) -> list[str]:
+    """Every schema violation of config, one readable line each, in key order."""
+    errors = sorted(_Validator(schema).iter_errors(config), key=_error_sort_key)
+    problems: list[str] = []
+    for error in errors:
+        for problem in describe_error(error):
+            if problem not in problems:
+                problems.append(problem)
+    return problems
+
+
+def _error_sort_key(error: jsonschema.ValidationError) -> tuple:
+    return (tuple(str(part) for part in error.path), error.validator)
+
+
+def key_path(parts: Iterable[str | int]) -> str:
+    """Dotted key path with list indices in brackets: unlearn.tofu.methods[2]."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """Short, unambiguous rendering of a config value for a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def type_name(value: Any) -> str:
+    """The YAML-facing name of value's type (what the user wrote, not Python's name)."""
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def one_of(values: Iterable[Any]) -> str:
+    """'one of: a, b, c' for enum-like messages."""
+    return "one of: " + ", ".join(str(value) for value in values)
+
+
+def suggestion(word: Any, choices: Iterable[str]) -> str:
+    """'; did you mean X?' when a close match exists, to catch typos."""
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _not_allowed(path: Sequence[str | int], value: Any, allowed: str) -> str:
+    return f"config key '{key_path(path)}': {show(value)} is not allowed: {allowed}"
+
+
+def describe_error(error: jsonschema.ValidationError) -> list[str]:
+    """Turn one jsonschema error into messages built from its validator, value and path."""
+    path = list(error.path)
+    kind, expected, value = error.validator, error.validator_value, error.instance
+
+    if "propertyNames" in error.schema_path:
+        # The instance is a key of the mapping at `path`, not a value.
+        return [describe_key_name(path, value, kind, expected)]
+    if kind == "required":
+        return [
+            f"config key '{key_path([*path, name])}' is missing: it is required"
+            for name in expected
+            if isinstance(value, Mapping) and name not in value
+        ]
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        where = f"under '{key_path(path)}'" if path else "at the top level"
+        return [
+            f"config key '{key_path([*path, name])}' is not a known key: "
+            f"allowed keys {where} are {', '.join(allowed)}" + suggestion(name, allowed)
+            for name in value
+            if name not in allowed
+        ]
+    return [_not_allowed(path, value, allowed_text(kind, expected, value))]
+
+
+def describe_key_name(path: list[str | int], name: Any, kind: str, expected: Any) -> str:
+    """Message for a mapping key rejected by propertyNames (bad benchmark or method name)."""
+    where = f"config key '{key_path([*path, name])}'"
+    if kind == "enum":
+        return (
+            f"{where}: {show(name)} is not allowed as a key of '{key_path(path)}': "
+            f"must be {one_of(expected)}" + suggestion(name, expected)
+        )
+    if kind == "pattern":
+        return (
+            f"{where}: {show(name)} is not allowed as a name: use lower-case letters, digits "
+            f"and underscores, starting with a letter (pattern {expected})"
+        )
+    return f"{where}: {show(name)} is not allowed as a key: {allowed_text(kind, expected, name)}"
+
+
+def allowed_text(kind: str, expected: Any, value: Any) -> str:
+    """What the schema keyword `kind` with value `expected` accepts, in words."""
+    if kind == "type":
+        names = [expected] if isinstance(expected, str) else list(expected)
+        text = "must be " + " or ".join(TYPE_NAMES.get(name, name) for name in names)
+        text += f", not {type_name(value)}"
+        if isinstance(value, str) and _looks_numeric(value):
+            text += numeric_string_hint(value)
+        return text
+    if kind == "enum":
+        return f"must be {one_of(expected)}" + suggestion(value, [str(x) for x in expected])
+    if kind == "const":
+        return f"must be {show(expected)}"
+    bounds = {
+        "minimum": ">=",
+        "exclusiveMinimum": ">",
+        "maximum": "<=",
+        "exclusiveMaximum": "<",
+    }
+    if kind in bounds:
+        return f"must be {bounds[kind]} {expected}"
+    if kind == "multipleOf":
+        return f"must be a multiple of {expected}"
+    if kind == "minItems":
+        return f"must be a list of at least {expected} item" + ("s" if expected != 1 else "")
+    if kind == "maxItems":
+        return f"must be a list of at most {expected} item" + ("s" if expected != 1 else "")
+    if kind == "uniqueItems":
+        repeated = sorted({show(x) for x in value if value.count(x) > 1}) if value else []
+        return "items must be unique; repeated: " + ", ".join(repeated)
+    if kind == "minProperties":
+        return f"must have at least {expected} entr" + ("ies" if expected != 1 else "y")
+    if kind == "minLength":
+        return "must not be empty" if expected == 1 else f"must be at least {expected} characters"
+    if kind == "pattern":
+        return f"must match the pattern {expected}"
+    return f"{kind} {show(expected)} fails"
+
+
+def numeric_string_hint(text: str) -> str:
+    """Why a number arrived as a string: the two usual causes, and their fixes."""
+    if "e" in text.lower() and "." not in text:
+        return (
+            f" (YAML reads {text} as text; write it with a decimal point, e.g. "
+            f"{text.lower().replace('e', '.0e', 1)})"
+        )
+    return (
+        " (remove the quotes; numbers inside a nested --config value arrive as text, so set "
+        "nested keys with --configfile)"
+    )
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-field rules. They read the config defensively: a value of the wrong type was already
+# reported by the schema, so here it is skipped rather than crashed on.
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _items(value: Any) -> list[tuple[int, Any]]:
+    return list(enumerate(value)) if isinstance(value, list) else []
+
+
+def _int(value: Any) -> int | None:
+    return value if _strict_integer(None, value) else None
+
+
+def cross_field_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """Every violated rule that spans several keys."""
+    known = _mapping(_mapping(schema.get("$defs")).get("benchmark_name")).get("enum", [])
+    return [
+        *benchmark_coverage_problems(config, known),
+        *method_reference_problems(config),
+        *evaluate_epoch_problems(config),
+        *method_problems(config),
+        *architecture_problems(config),
+    ]
+
+
+def benchmark_coverage_problems(config: Mapping[str, Any], known: Sequence[str]) -> list[str]:
+    """Each benchmark in `benchmarks` needs an `unlearn` and an `evaluate` entry.
+
+    Entries for benchmarks that are not listed are allowed and ignored: Snakemake merges an
+    override (--config benchmarks=[tofu], --configfile) into the default config key by key,
+    so the default's other entries cannot be removed, and requiring that would make running a
+    subset of the benchmarks impossible. Their names are still checked by the schema, which
+    also reports unknown names in `benchmarks` (`known`), so those are skipped here.
+    """
+    problems = []
+    for _, name in _items(config.get("benchmarks")):
+        if name not in known:
+            continue
+        for section, needs in (
+            ("unlearn", "methods, epochs, learning_rate"),
+            ("evaluate", "epochs"),
+        ):
+            section_value = config.get(section)
+            if isinstance(section_value, Mapping) and name not in section_value:
+                problems.append(
+                    f"config key '{section}.{name}' is missing: benchmark '{name}' is listed "
+                    f"in 'benchmarks', so '{section}' needs an entry for it ({needs})"
+                )
+    return problems
+
+
+def method_reference_problems(config: Mapping[str, Any]) -> list[str]:
+    """Every method that `unlearn.<benchmark>.methods` names must be defined in `methods`."""
+    defined = sorted(_mapping(config.get("methods")))
+    problems = []
+    for benchmark, entry in _mapping(config.get("unlearn")).items():
+        for index, name in _items(_mapping(entry).get("methods")):
+            if isinstance(name, str) and name not in defined:
+                problems.append(
+                    _not_allowed(
+                        ["unlearn", benchmark, "methods", index],
+                        name,
+                        f"no such method; the methods defined under 'methods' are "
+                        f"{', '.join(defined)}" + suggestion(name, defined),
+                    )
+                )
+    return problems
+
+
+def evaluate_epoch_problems(config: Mapping[str, Any]) -> list[str]:
+    """Evaluated epochs must be saved ones: from 1 to that benchmark's unlearn epochs."""
+    unlearn = _mapping(config.get("unlearn"))
+    problems = []
+    for benchmark, entry in _mapping(config.get("evaluate")).items():
+        last = _int(_mapping(unlearn.get(benchmark)).get("epochs"))
+        if last is None:
+            continue
+        for index, epoch in _items(_mapping(entry).get("epochs")):
+            if _int(epoch) is not None and not 1 <= epoch <= last:
+                problems.append(
+                    _not_allowed(
+                        ["evaluate", benchmark, "epochs", index],
+                        epoch,
+                        f"epoch {epoch} will not exist: unlearn.{benchmark}.epochs is {last}",
+                    )
+                )
+    return problems
+
+
+def method_problems(config: Mapping[str, Any]) -> list[str]:
+    """Rules on how a method's losses, rule and hyperparameters fit together."""
+    problems = []
+    num_layers = _int(
+        _mapping(_mapping(config.get("models")).get("architecture")).get("num_hidden_layers")
+    )
+    check_layers = config.get("source") == "miniature" and num_layers is not None
+    for name, method in _mapping(config.get("methods")).items():
+        if not isinstance(method, Mapping):
+            continue
+        problems += single_method_problems(name, method)
+        if check_layers:
+            problems += layer_problems(name, method, num_layers)  # type: ignore[arg-type]
+    return problems
+
+
+def single_method_problems(name: str, method: Mapping[str, Any]) -> list[str]:
+    """Pairing rules within one method definition."""
+    base = ["methods", name]
+    forget, retain, rule = (method.get(k) for k in ("forget_loss", "retain_loss", "rule"))
+    problems = []
+    if rule is not None and retain is None:
+        problems.append(
+            f"config key '{key_path([*base, 'retain_loss'])}' is missing: rule '{rule}' "
+            "combines the forget and retain gradients, so the method needs a retain_loss "
+            "(one of: nll, kl, rmu)"
+        )
+    if retain is not None and rule is None:
+        problems.append(
+            f"config key '{key_path([*base, 'rule'])}' is missing: retain_loss '{retain}' "
+            f"needs a rule that combines it with the forget loss ({one_of(RULES_NEEDING_RETAIN)})"
+        )
+    if rule == "blur" and "gamma" not in method and "alpha" not in method:
+        problems.append(
+            f"config key '{key_path([*base, 'gamma'])}' is missing: rule 'blur' needs gamma "
+            "(or alpha, the RMU form's retain weight)"
+        )
+    if forget == "rmu" and retain is not None and retain != "rmu":
+        problems.append(
+            _not_allowed(
+                [*base, "retain_loss"],
+                retain,
+                "forget_loss 'rmu' pairs only with retain_loss 'rmu'",
+            )
+        )
+    if retain == "rmu" and forget is not None and forget != "rmu":
+        problems.append(
+            _not_allowed(
+                [*base, "retain_loss"],
+                retain,
+                f"retain_loss 'rmu' pairs only with forget_loss 'rmu', not '{forget}' "
+                "(use nll or kl)",
+            )
+        )
+    for key in ("gamma", "alpha"):
+        if key in method and rule is None:
+            problems.append(
+                _not_allowed(
+                    [*base, key],
+                    method[key],
+                    f"{key} weighs the retain gradient, but the method has no rule/retain_loss; "
+                    "remove it or add both",
+                )
+            )
+    for key, (loss_key, users) in HYPERPARAMETER_USERS.items():
+        if key in method and method.get(loss_key) not in users:
+            problems.append(
+                _not_allowed(
+                    [*base, key],
+                    method[key],
+                    f"{key} is only read when {loss_key} is {' or '.join(users)}, "
+                    f"and this method's {loss_key} is {show(method.get(loss_key))}",
+                )
+            )
+    return problems
+
+
+def layer_problems(name: str, method: Mapping[str, Any], num_layers: int) -> list[str]:
+    """RMU layer indices must exist in the miniature model."""
+    return [
+        _not_allowed(
+            ["methods", name, "layers", index],
+            layer,
+            f"must be < models.architecture.num_hidden_layers ({num_layers}); "
+            "layers are numbered from 0",
+        )
+        for index, layer in _items(method.get("layers"))
+        if _int(layer) is not None and layer >= num_layers
+    ]
+
+
+def architecture_problems(config: Mapping[str, Any]) -> list[str]:
+    """Shapes a Llama model needs: whole, even head size; sequences that fit the positions."""
+    models = _mapping(config.get("models"))
+    arch = _mapping(models.get("architecture"))
+    hidden, heads = _int(arch.get("hidden_size")), _int(arch.get("num_attention_heads"))
+    problems = []
+    if hidden and heads and (hidden % heads or (hidden // heads) % 2):
+        problems.append(
+            _not_allowed(
+                ["models", "architecture", "hidden_size"],
+                hidden,
+                f"must be a multiple of 2 * num_attention_heads ({2 * heads}), so that every "
+                "head has the same even size (rotary embeddings rotate pairs of dimensions)",
+            )
+        )
+    positions = _int(arch.get("max_position_embeddings"))
+    for stage in ("pretrain", "finetune"):
+        length = _int(_mapping(models.get(stage)).get("max_length"))
+        if positions and length and length > positions:
+            problems.append(
+                _not_allowed(
+                    ["models", stage, "max_length"],
+                    length,
+                    f"must be <= models.architecture.max_position_embeddings ({positions})",
+                )
+            )
+    return problems
+
+
+def iter_schema_keys(schema: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, dict]]:
+    """Every named property of the schema as (dotted path, subschema); used to check docs."""
+    for name, sub in _mapping(schema.get("properties")).items():
+        path = f"{prefix}.{name}" if prefix else name
+        yield path, sub
+        yield from iter_schema_keys(sub, path)

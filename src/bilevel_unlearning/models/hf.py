@@ -1,0 +1,74 @@
+"""Hugging Face model folders: the tiny Llama factory, atomic saving with provenance, loading."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from bilevel_unlearning.io import atomic_path
+
+PROVENANCE_FILE = "provenance.json"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def tiny_llama(architecture: Mapping[str, int], tokenizer: Any, seed: int) -> LlamaForCausalLM:
+    """A Llama-architecture model initialised from the seed, sized by the config."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=architecture["hidden_size"],
+        intermediate_size=architecture["intermediate_size"],
+        num_hidden_layers=architecture["num_hidden_layers"],
+        num_attention_heads=architecture["num_attention_heads"],
+        num_key_value_heads=architecture["num_attention_heads"],
+        max_position_embeddings=architecture["max_position_embeddings"],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    return LlamaForCausalLM(config)
+
+
+def save_model(model: Any, tokenizer: Any, path: str | os.PathLike[str], provenance: Mapping) -> None:
+    """Save weights (safetensors), config, tokenizer and provenance as one atomic folder."""
+    with atomic_path(path) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / PROVENANCE_FILE).write_text(json.dumps(dict(provenance), indent=2, sort_keys=True))
+
+
+def _require_model_folder(path: Path) -> None:
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path} is not a Hugging Face model folder (no config.json). It is made by the "
+            "models stage (rules pretrain_base / finetune_model) or the download stage."
+        )
+
+
+def load_model(path: str | os.PathLike[str], precision: str = "float32") -> Any:
+    """Load a causal LM in the configured precision, in eval mode."""
+    path = Path(path)
+    _require_model_folder(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[precision])
+    return model.eval()
+
+
+def load_tokenizer(path: str | os.PathLike[str]) -> Any:
+    path = Path(path)
+    if not (path / "tokenizer_config.json").is_file():
+        raise FileNotFoundError(
+            f"{path} holds no tokenizer (no tokenizer_config.json). It is made by the models "
+            "stage (rule train_tokenizer) or the download stage."
+        )
+    return AutoTokenizer.from_pretrained(path)
+
+
+def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
+    return json.loads((Path(path) / PROVENANCE_FILE).read_text())

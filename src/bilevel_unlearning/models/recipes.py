@@ -1,0 +1,53 @@
+"""Which model each benchmark needs and what it is trained on (the miniature's recipe).
+
+MUSE: target = base fine-tuned on forget + retain, retrain oracle = base on retain only.
+TOFU: full = base on every author's QA, retainNN = base on the retain split of each forget split.
+WMDP: original = base on both hazardous topics (with the general corpus replayed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bilevel_unlearning.data.layout import TOFU_RETAIN_OF
+from bilevel_unlearning.io import read_jsonl
+from bilevel_unlearning.models.train import Example, qa_example, text_example
+
+MUSE_SOURCES = {
+    "target": ("raw/forget.jsonl", "raw/retain1.jsonl", "raw/retain2.jsonl"),
+    "retrain": ("raw/retain1.jsonl", "raw/retain2.jsonl"),
+}
+WMDP_SOURCES = {
+    "original": ("corpora/bio-forget-corpus.jsonl", "corpora/cyber-forget-corpus.jsonl"),
+}
+
+
+def model_roles(benchmark: str, config: dict[str, Any]) -> list[str]:
+    """The reference models of a benchmark (targets and oracles) that the models stage makes."""
+    if benchmark.startswith("muse_"):
+        return list(MUSE_SOURCES)
+    if benchmark == "tofu":
+        return ["full", *(TOFU_RETAIN_OF[s] for s in config["tofu"]["forget_splits"])]
+    if benchmark == "wmdp":
+        return list(WMDP_SOURCES)
+    raise ValueError(f"unknown benchmark {benchmark!r}")
+
+
+def role_sources(benchmark: str, role: str) -> tuple[str, ...]:
+    """Data files (relative to the benchmark's data folder) a role is trained on."""
+    if benchmark.startswith("muse_"):
+        return MUSE_SOURCES[role]
+    if benchmark == "tofu":
+        return (f"{role}.jsonl",)
+    return WMDP_SOURCES[role]
+
+
+def training_examples(
+    benchmark: str, role: str, data_dir: Path, tokenizer: Any, max_length: int
+) -> list[Example]:
+    """Tokenized training examples of one role."""
+    records = [r for source in role_sources(benchmark, role) for r in read_jsonl(data_dir / source)]
+    if benchmark == "tofu":
+        return [qa_example(tokenizer, r["question"], r["answer"], max_length) for r in records]
+    return [text_example(tokenizer, r["text"], max_length) for r in records]

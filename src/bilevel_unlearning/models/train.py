@@ -1,0 +1,159 @@
+"""Causal-LM training for the models stage: pretraining the base and fine-tuning targets/oracles.
+
+Examples are token ids with labels (-100 where no loss is taken): plain documents learn every
+token, question-answer pairs (TOFU) learn only the answer, formatted with the tokenizer's chat
+template as a real instruct model's data would be.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Example:
+    input_ids: tuple[int, ...]
+    labels: tuple[int, ...]
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    """Token ids with exactly one BOS, whether or not the text (a chat template) already has it."""
+    has_bos = tokenizer.bos_token is not None and text.startswith(tokenizer.bos_token)
+    return tokenizer(text, add_special_tokens=not has_bos)["input_ids"]
+
+
+def text_example(tokenizer: Any, text: str, max_length: int) -> Example:
+    """A document followed by EOS, every token learned, cut to max_length."""
+    ids = (encode(tokenizer, text) + [tokenizer.eos_token_id])[:max_length]
+    return Example(tuple(ids), tuple(ids))
+
+
+def chat_prompt(tokenizer: Any, question: str) -> str:
+    """The text a chat model sees before it answers a question."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False
+    )
+
+
+def qa_example(tokenizer: Any, question: str, answer: str, max_length: int) -> Example:
+    """A chat-formatted question and answer; only the answer's tokens carry loss."""
+    prompt_ids = encode(tokenizer, chat_prompt(tokenizer, question))
+    full_text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+        tokenize=False,
+    )
+    full_ids = encode(tokenizer, full_text)
+    if full_ids[: len(prompt_ids)] != prompt_ids:
+        raise ValueError("the chat template tokenizes the prompt differently inside the full text")
+    labels = [IGNORE] * len(prompt_ids) + full_ids[len(prompt_ids) :]
+    return Example(tuple(full_ids[:max_length]), tuple(labels[:max_length]))
+
+
+def collate(batch: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch; padding is masked from attention and loss."""
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, example in enumerate(batch):
+        n = len(example.input_ids)
+        ids[row, :n] = torch.tensor(example.input_ids)
+        labels[row, :n] = torch.tensor(example.labels)
+        mask[row, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def pack(examples: Sequence[Example], length: int) -> list[Example]:
+    """Concatenate examples into one stream and cut it into chunks of `length` tokens.
+
+    Packing keeps every position of a batch busy (no padding), and a short document is then
+    seen after unrelated text, as a question is after the few-shot examples of a prompt.
+    """
+    ids = [t for e in examples for t in e.input_ids]
+    labels = [t for e in examples for t in e.labels]
+    return [
+        Example(tuple(ids[i : i + length]), tuple(labels[i : i + length]))
+        for i in range(0, len(ids), length)
+    ]
+
+
+def warmup_then_linear(total_steps: int, warmup_share: float = 0.05) -> Callable[[int], float]:
+    """Learning-rate factor: linear warm-up, then linear decay to 10% at the last step."""
+    warmup = max(1, int(total_steps * warmup_share))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 1.0 - 0.9 * min(1.0, progress)
+
+    return factor
+
+
+def train_causal_lm(
+    model: torch.nn.Module,
+    examples: Sequence[Example],
+    *,
+    pad_id: int,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+    replay: Sequence[Example] = (),
+    replay_per_epoch: int = 0,
+    pack_length: int | None = None,
+    log: Callable[[str], None] = print,
+) -> list[float]:
+    """Train with AdamW; each epoch mixes in `replay_per_epoch` examples drawn from `replay`.
+
+    With `pack_length`, each epoch's shuffled examples are packed into chunks of that length.
+
+    Returns the mean loss of each epoch. A non-finite loss stops training with an error.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    replay_per_epoch = min(replay_per_epoch, len(replay))
+    epoch_size = len(examples) + replay_per_epoch
+    if pack_length is not None:
+        lengths = sorted((len(e.input_ids) for e in replay), reverse=True)[:replay_per_epoch]
+        epoch_size = math.ceil((sum(len(e.input_ids) for e in examples) + sum(lengths)) / pack_length)
+    steps_per_epoch = math.ceil(epoch_size / batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_then_linear(epochs * steps_per_epoch)
+    )
+    model.train()
+    epoch_losses = []
+    for epoch in range(1, epochs + 1):
+        drawn = torch.randperm(len(replay), generator=generator)[:replay_per_epoch].tolist()
+        pool = list(examples) + [replay[i] for i in drawn]
+        order = torch.randperm(len(pool), generator=generator).tolist()
+        if pack_length is not None:
+            pool = pack([pool[i] for i in order], pack_length)
+            order = list(range(len(pool)))
+        losses, tokens, start = [], 0, time.perf_counter()
+        for first in range(0, len(order), batch_size):
+            batch = collate([pool[i] for i in order[first : first + batch_size]], pad_id)
+            loss = model(**batch).loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"non-finite loss {loss.item()} at epoch {epoch}; lower the learning rate"
+                )
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            tokens += int(batch["attention_mask"].sum())
+        epoch_losses.append(sum(losses) / len(losses))
+        rate = tokens / (time.perf_counter() - start)
+        log(f"epoch {epoch}/{epochs} loss {epoch_losses[-1]:.4f} ({rate:.0f} tokens/s)")
+    model.eval()
+    return epoch_losses

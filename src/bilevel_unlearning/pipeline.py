@@ -1,0 +1,132 @@
+"""The models stage: tokenizer, base pretraining, fine-tuning of targets and oracles.
+
+Each step writes one Hugging Face folder atomically with a provenance.json that records the
+seed, the settings and the SHA-256 of every file it was made from.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bilevel_unlearning.io import atomic_path, read_jsonl, sha256_file, write_json
+from bilevel_unlearning.models.hf import load_model, load_tokenizer, save_model, tiny_llama
+from bilevel_unlearning.models.recipes import role_sources, training_examples
+from bilevel_unlearning.models.tokenizer import train_tokenizer
+from bilevel_unlearning.models.train import text_example, train_causal_lm
+
+log = logging.getLogger(__name__)
+
+
+def provenance(
+    seed: int, settings: Mapping[str, Any], inputs: Sequence[Path], **extra: Any
+) -> dict[str, Any]:
+    """What made an output: seed, settings, input checksums, software and machine."""
+    import transformers
+
+    return {
+        "seed": seed,
+        "settings": dict(settings),
+        "inputs": {str(p): sha256_file(p) for p in inputs},
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        **extra,
+    }
+
+
+def _texts(paths: Sequence[str | Path]) -> list[str]:
+    return [r["text"] for p in paths for r in read_jsonl(p)]
+
+
+def _tokenizer_texts(paths: Sequence[str | Path]) -> list[str]:
+    """Every string in the files: documents, questions, answers and choices alike."""
+    texts: list[str] = []
+    for path in paths:
+        for record in read_jsonl(path):
+            for value in record.values():
+                if isinstance(value, str):
+                    texts.append(value)
+                elif isinstance(value, list):
+                    texts.extend(v for v in value if isinstance(v, str))
+    return texts
+
+
+def train_tokenizer_step(texts: Sequence[str], out: Path, vocab_size: int, seed: int) -> None:
+    tokenizer = train_tokenizer(_tokenizer_texts(texts), vocab_size)
+    with atomic_path(out) as tmp:
+        tokenizer.save_pretrained(tmp)
+        write_json(
+            tmp / "provenance.json",
+            provenance(seed, {"vocab_size": vocab_size}, [Path(t) for t in texts]),
+        )
+    log.info("trained a tokenizer of %d tokens on %d files", len(tokenizer), len(texts))
+
+
+def _set_seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def pretrain_step(
+    tokenizer_dir: Path, corpus: Path, out: Path, settings: Mapping[str, Any], seed: int
+) -> None:
+    """Train the base model from scratch on the general corpus."""
+    _set_seed(seed)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    model = tiny_llama(settings["architecture"], tokenizer, seed)
+    examples = [text_example(tokenizer, t, settings["max_length"]) for t in _texts([corpus])]
+    losses = train_causal_lm(
+        model,
+        examples,
+        pad_id=tokenizer.pad_token_id,
+        epochs=settings["epochs"],
+        learning_rate=settings["learning_rate"],
+        batch_size=settings["batch_size"],
+        seed=seed,
+        pack_length=settings["max_length"],
+        log=log.info,
+    )
+    inputs = [corpus, tokenizer_dir / "tokenizer.json"]
+    save_model(model, tokenizer, out, provenance(seed, settings, inputs, epoch_losses=losses))
+
+
+def finetune_step(
+    benchmark: str,
+    role: str,
+    base: Path,
+    data_dir: Path,
+    corpus: Path,
+    out: Path,
+    settings: Mapping[str, Any],
+    seed: int,
+) -> None:
+    """Fine-tune the base into one of a benchmark's reference models, replaying general text."""
+    _set_seed(seed)
+    tokenizer = load_tokenizer(base)
+    model = load_model(base)
+    max_length = settings["max_length"]
+    examples = training_examples(benchmark, role, data_dir, tokenizer, max_length)
+    replay = [text_example(tokenizer, t, max_length) for t in _texts([corpus])]
+    losses = train_causal_lm(
+        model,
+        examples,
+        pad_id=tokenizer.pad_token_id,
+        epochs=settings["epochs"],
+        learning_rate=settings["learning_rate"],
+        batch_size=settings["batch_size"],
+        seed=seed,
+        replay=replay,
+        replay_per_epoch=round(settings["replay_general"] * len(examples)),
+        pack_length=max_length,
+        log=log.info,
+    )
+    inputs = [base / "model.safetensors", corpus] + [data_dir / s for s in role_sources(benchmark, role)]
+    record = provenance(seed, settings, inputs, benchmark=benchmark, role=role, epoch_losses=losses)
+    save_model(model, tokenizer, out, record)

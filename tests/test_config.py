@@ -1,0 +1,378 @@
+"""Config validation: the shipped default passes, and each kind of mistake is caught with a
+message that names the key path and says what is allowed."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bilevel_unlearning.config import (
+    ConfigError,
+    iter_schema_keys,
+    load_config,
+    load_schema,
+    validate_config,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def default_config_path() -> Path:
+    return REPO / "config" / "config.yaml"
+
+
+@pytest.fixture(scope="session")
+def schema_path() -> Path:
+    return REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@pytest.fixture(scope="session")
+def default_config(default_config_path: Path, schema_path: Path) -> dict:
+    return load_config(default_config_path, schema_path)
+
+
+def problems_of(config: dict, schema_path: Path) -> str:
+    """The ConfigError message for a config that must be rejected."""
+    with pytest.raises(ConfigError) as caught:
+        validate_config(config, schema_path)
+    return str(caught.value)
+
+
+def test_default_config_validates(default_config_path: Path, schema_path: Path) -> None:
+    config = load_config(default_config_path, schema_path)
+    assert validate_config(config, schema_path) is config
+    assert set(config["benchmarks"]) == {"muse_news", "muse_books", "tofu", "wmdp"}
+
+
+def test_default_schema_path_is_found(default_config: dict) -> None:
+    validate_config(copy.deepcopy(default_config))
+
+
+def test_schema_is_valid_2020_12(schema_path: Path) -> None:
+    import jsonschema
+
+    jsonschema.Draft202012Validator.check_schema(load_schema(schema_path))
+
+
+def test_every_schema_key_is_described_and_documented(schema_path: Path) -> None:
+    readme = (REPO / "config" / "README.md").read_text(encoding="utf-8")
+    schema = load_schema(schema_path)
+    keys = list(iter_schema_keys(schema))
+    keys += list(iter_schema_keys(schema["$defs"]["method"], "methods.<name>"))
+    assert len(keys) > 50
+    for path, sub in keys:
+        assert sub.get("description"), f"schema key {path} has no description"
+        leaf = path.rsplit(".", 1)[-1]
+        assert f"`{leaf}`" in readme or f"`{path}`" in readme, f"{path} is not in the README"
+
+
+def test_missing_schema_file_is_a_clear_error(default_config: dict, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="schema_path"):
+        validate_config(default_config, tmp_path / "absent.yaml")
+
+
+Mutation = Callable[[dict], Any]
+
+
+def _set(path: str, value: Any) -> Mutation:
+    def mutate(config: dict) -> None:
+        *parents, last = path.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[last] = value
+
+    return mutate
+
+
+def _delete(path: str) -> Mutation:
+    def mutate(config: dict) -> None:
+        *parents, last = path.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        del node[last]
+
+    return mutate
+
+
+def _rename(path: str, new_name: str) -> Mutation:
+    def mutate(config: dict) -> None:
+        *parents, last = path.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[new_name] = node.pop(last)
+
+    return mutate
+
+
+def _append(path: str, value: Any) -> Mutation:
+    def mutate(config: dict) -> None:
+        node = config
+        for part in path.split("."):
+            node = node[part]
+        node.append(value)
+
+    return mutate
+
+
+# (id, mutation, fragments that must all appear in the message)
+BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
+    (
+        "unknown benchmark",
+        _append("benchmarks", "mmlu"),
+        ["config key 'benchmarks[4]'", "'mmlu'", "one of: muse_news, muse_books, tofu, wmdp"],
+    ),
+    (
+        "unknown method referenced in unlearn",
+        _append("unlearn.tofu.methods", "npo_gdrr"),
+        ["config key 'unlearn.tofu.methods[5]'", "'npo_gdrr'", "ga_gdr", "blur_rmu"],
+    ),
+    (
+        "unknown forget loss",
+        _set("methods.npo.forget_loss", "dpo"),
+        ["config key 'methods.npo.forget_loss'", "'dpo'", "one of: ga, npo, simnpo, rmu"],
+    ),
+    (
+        "string for an int size",
+        _set("miniature.tofu.authors", "forty"),
+        ["config key 'miniature.tofu.authors'", "'forty'", "must be an integer"],
+    ),
+    (
+        "float for an int size",
+        _set("unlearn.wmdp.epochs", 1.0),
+        ["config key 'unlearn.wmdp.epochs'", "1.0", "must be an integer"],
+    ),
+    (
+        "exponent without a dot",
+        _set("models.finetune.learning_rate", "1e-4"),
+        ["config key 'models.finetune.learning_rate'", "must be a number", "1.0e-4"],
+    ),
+    (
+        "negative learning rate",
+        _set("unlearn.muse_news.learning_rate", -0.1),
+        ["config key 'unlearn.muse_news.learning_rate': -0.1 is not allowed: must be > 0"],
+    ),
+    (
+        "evaluate epoch beyond unlearn epochs",
+        _set("evaluate.muse_news.epochs", [1, 3]),
+        [
+            "config key 'evaluate.muse_news.epochs[1]'",
+            "epoch 3 will not exist: unlearn.muse_news.epochs is 2",
+        ],
+    ),
+    (
+        "missing required key",
+        _delete("seed"),
+        ["config key 'seed' is missing"],
+    ),
+    (
+        "missing nested required key",
+        _delete("miniature.muse.icl_examples"),
+        ["config key 'miniature.muse.icl_examples' is missing"],
+    ),
+    (
+        "misspelled key",
+        _rename("miniature.muse.forget_entities", "forget_entites"),
+        [
+            "config key 'miniature.muse.forget_entites' is not a known key",
+            "forget_entities",
+            "did you mean 'forget_entities'",
+            "config key 'miniature.muse.forget_entities' is missing",
+        ],
+    ),
+    (
+        "bad precision",
+        _set("precision", "fp16"),
+        ["config key 'precision'", "'fp16'", "one of: float32, bfloat16, float16"],
+    ),
+    (
+        "unknown tofu split",
+        _set("tofu.forget_splits", ["forget05", "forget20"]),
+        [
+            "config key 'tofu.forget_splits[1]'",
+            "'forget20'",
+            "one of: forget01, forget05, forget10",
+        ],
+    ),
+    (
+        "repeated wmdp topic",
+        _set("wmdp.topics", ["bio", "bio"]),
+        ["config key 'wmdp.topics'", "must be unique", "'bio'"],
+    ),
+    (
+        "unknown benchmark as unlearn key",
+        _rename("unlearn.tofu", "tofuu"),
+        [
+            "config key 'unlearn.tofuu'",
+            "one of: muse_news",
+            "did you mean 'tofu'",
+            "'unlearn.tofu'",
+        ],
+    ),
+    (
+        "listed benchmark without evaluate entry",
+        _delete("evaluate.wmdp"),
+        ["config key 'evaluate.wmdp' is missing", "listed in 'benchmarks'"],
+    ),
+    (
+        "bad method name",
+        _rename("methods.ga", "GA-1"),
+        ["config key 'methods.GA-1'", "lower-case letters, digits and underscores"],
+    ),
+    (
+        "blur rule without gamma or alpha",
+        _delete("methods.blur_ga.gamma"),
+        ["config key 'methods.blur_ga.gamma' is missing", "rule 'blur' needs gamma", "alpha"],
+    ),
+    (
+        "rule without retain loss",
+        _delete("methods.ga_gdr.retain_loss"),
+        ["config key 'methods.ga_gdr.retain_loss' is missing", "nll, kl, rmu"],
+    ),
+    (
+        "retain loss without rule",
+        _delete("methods.npo_klr.rule"),
+        ["config key 'methods.npo_klr.rule' is missing", "weighted_sum, blur, blur_reversed"],
+    ),
+    (
+        "rmu forget loss with nll retain loss",
+        _set("methods.rmu.retain_loss", "nll"),
+        ["config key 'methods.rmu.retain_loss'", "'nll'", "pairs only with retain_loss 'rmu'"],
+    ),
+    (
+        "rmu retain loss with npo forget loss",
+        _set("methods.npo_gdr.retain_loss", "rmu"),
+        ["config key 'methods.npo_gdr.retain_loss'", "pairs only with forget_loss 'rmu'"],
+    ),
+    (
+        "hyperparameter the loss does not read",
+        _set("methods.ga_gdr.beta", 0.1),
+        ["config key 'methods.ga_gdr.beta'", "only read when forget_loss is npo or simnpo"],
+    ),
+    (
+        "share above one",
+        _set("models.finetune.replay_general", 1.5),
+        ["config key 'models.finetune.replay_general': 1.5", "must be <= 1"],
+    ),
+    (
+        "odd retain entities",
+        _set("miniature.muse.retain_entities", 25),
+        ["config key 'miniature.muse.retain_entities': 25", "multiple of 2"],
+    ),
+    (
+        "rmu layer beyond the model",
+        _set("methods.rmu.layers", [2, 4]),
+        ["config key 'methods.rmu.layers[1]': 4", "num_hidden_layers (4)"],
+    ),
+    (
+        "heads do not divide the width",
+        _set("models.architecture.num_attention_heads", 3),
+        ["config key 'models.architecture.hidden_size': 128", "2 * num_attention_heads (6)"],
+    ),
+    (
+        "training longer than the positions",
+        _set("models.pretrain.max_length", 1024),
+        ["config key 'models.pretrain.max_length': 1024", "max_position_embeddings (512)"],
+    ),
+    (
+        "mapping replaced by a scalar",
+        _set("muse", 5),
+        ["config key 'muse': 5 is not allowed: must be a mapping"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragments"),
+    [pytest.param(mutate, fragments, id=name) for name, mutate, fragments in BAD_CONFIGS],
+)
+def test_bad_config_is_rejected_with_a_useful_message(
+    default_config: dict, schema_path: Path, mutate: Mutation, fragments: list[str]
+) -> None:
+    config = copy.deepcopy(default_config)
+    mutate(config)
+    message = problems_of(config, schema_path)
+    for fragment in fragments:
+        assert fragment in message
+    assert message.rstrip().endswith("every key is documented in config/README.md.")
+
+
+def test_several_errors_are_all_reported(default_config: dict, schema_path: Path) -> None:
+    config = copy.deepcopy(default_config)
+    _set("precision", "fp8")(config)
+    _set("unlearn.tofu.learning_rate", 0)(config)
+    _append("unlearn.wmdp.methods", "rmu_v2")(config)
+    _set("evaluate.tofu.epochs", [5])(config)
+    _delete("results_dir")(config)
+    with pytest.raises(ConfigError) as caught:
+        validate_config(config, schema_path)
+    problems = caught.value.problems
+    assert len(problems) == 5
+    message = str(caught.value)
+    assert "(5 problems)" in message
+    for key in (
+        "'precision'",
+        "'unlearn.tofu.learning_rate'",
+        "'unlearn.wmdp.methods[2]'",
+        "'evaluate.tofu.epochs[0]'",
+        "'results_dir' is missing",
+    ):
+        assert key in message
+
+
+def test_subset_of_benchmarks_is_allowed(default_config: dict, schema_path: Path) -> None:
+    """`--config 'benchmarks=[tofu]'` merges into the defaults; the other entries stay."""
+    config = copy.deepcopy(default_config)
+    config["benchmarks"] = ["tofu"]
+    validate_config(config, schema_path)
+
+
+def test_optional_method_hyperparameters_are_accepted(
+    default_config: dict, schema_path: Path
+) -> None:
+    config = copy.deepcopy(default_config)
+    config["methods"]["npo_muse"] = {"forget_loss": "npo", "beta": 0.1, "npo_form": "muse_logits"}
+    config["methods"]["ga_klr_raw"] = {
+        "forget_loss": "ga",
+        "retain_loss": "kl",
+        "rule": "blur_reversed",
+        "gamma": 1.0,
+        "kl_form": "raw_logits",
+    }
+    config["methods"]["rmu"].update(layers=[1, 2, 3], steering_coefficient=6.5)
+    validate_config(config, schema_path)
+
+
+def test_load_config_rejects_duplicate_keys(tmp_path: Path, schema_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("seed: 0\nseed: 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="found key 'seed' twice"):
+        load_config(path, schema_path)
+
+
+def test_load_config_names_the_file(
+    tmp_path: Path, default_config: dict, schema_path: Path
+) -> None:
+    config = copy.deepcopy(default_config)
+    config["seed"] = -1
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, schema_path)
+    assert str(path) in str(caught.value)
+    assert "config key 'seed': -1 is not allowed: must be >= 0" in str(caught.value)
+
+
+def test_empty_file_is_rejected(tmp_path: Path, schema_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("", encoding="utf-8")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(path, schema_path)

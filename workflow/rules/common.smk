@@ -1,0 +1,31 @@
+# Shared helpers: config validation (before any job starts), paths, rule params.
+import json
+
+from bilevel_unlearning.config import validate_config
+from bilevel_unlearning.data.layout import layout_files
+from bilevel_unlearning.data.miniature import LM_EVAL_TASKS
+from bilevel_unlearning.models.recipes import model_roles, role_sources
+
+validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+
+RESULTS = config["results_dir"]
+BENCHMARKS = config["benchmarks"]
+SEED = config["seed"]
+ENV = "../../envs/bilevel-unlearning.yaml"
+
+
+def as_json(value):
+    """A config section as a JSON rule param: changing it reruns exactly the jobs that use it."""
+    return json.dumps(value, sort_keys=True)
+
+
+def data_files(benchmark):
+    """Every file the data stage writes for a benchmark (lm-eval task files included)."""
+    files = [f"{RESULTS}/{benchmark}/data/{f}" for f in layout_files(benchmark)]
+    if benchmark == "wmdp":
+        files += [f"{RESULTS}/wmdp/data/tasks/{t}.yaml" for t in LM_EVAL_TASKS]
+    return files
+
+
+def model_dirs(benchmark):
+    return [f"{RESULTS}/{benchmark}/models/{r}" for r in model_roles(benchmark, config)]

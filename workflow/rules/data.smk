@@ -1,0 +1,28 @@
+# Data stage: the miniature benchmarks, generated from the seed in the benchmarks' own layouts
+# (the layout a hub download writes too, so every later rule reads both alike).
+
+for _benchmark in ["general", *BENCHMARKS]:
+
+    rule:
+        name:
+            f"generate_{_benchmark}"
+        output:
+            data_files(_benchmark),
+        params:
+            benchmark=_benchmark,
+            sizes=as_json(config["miniature"]),
+            out=f"{RESULTS}/{_benchmark}/data",
+        log:
+            f"{RESULTS}/logs/data/{_benchmark}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/data/{_benchmark}.tsv"
+        conda:
+            ENV
+        shell:
+            "python -m bilevel_unlearning.cli generate --benchmark {params.benchmark}"
+            " --seed {SEED} --sizes '{params.sizes}' --out {params.out} > {log} 2>&1"
+
+
+rule data:
+    input:
+        [data_files(b) for b in ["general", *BENCHMARKS]],

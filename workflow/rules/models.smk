@@ -1,0 +1,78 @@
+# Models stage: a tokenizer and a base model trained here, then each benchmark's target and
+# oracle fine-tuned from the base (MUSE's recipe: target on forget + retain, retrain on retain).
+
+
+rule train_tokenizer:
+    input:
+        [data_files(b) for b in ["general", *BENCHMARKS]],
+    output:
+        directory(f"{RESULTS}/general/models/tokenizer"),
+    params:
+        texts=lambda wildcards, input: [f for f in input if f.endswith(".jsonl")],
+        vocab_size=config["models"]["tokenizer"]["vocab_size"],
+    log:
+        f"{RESULTS}/logs/models/tokenizer.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/models/tokenizer.tsv"
+    conda:
+        ENV
+    shell:
+        "python -m bilevel_unlearning.cli train-tokenizer --texts {params.texts}"
+        " --vocab-size {params.vocab_size} --seed {SEED} --out {output} > {log} 2>&1"
+
+
+rule pretrain_base:
+    input:
+        tokenizer=rules.train_tokenizer.output,
+        corpus=f"{RESULTS}/general/data/corpus.jsonl",
+    output:
+        directory(f"{RESULTS}/general/models/base"),
+    params:
+        settings=as_json(
+            {**config["models"]["pretrain"], "architecture": config["models"]["architecture"]}
+        ),
+    threads: 2
+    log:
+        f"{RESULTS}/logs/models/base.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/models/base.tsv"
+    conda:
+        ENV
+    shell:
+        "python -m bilevel_unlearning.cli pretrain --tokenizer {input.tokenizer}"
+        " --corpus {input.corpus} --settings '{params.settings}' --seed {SEED}"
+        " --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule finetune_model:
+    input:
+        base=rules.pretrain_base.output,
+        corpus=f"{RESULTS}/general/data/corpus.jsonl",
+        sources=lambda w: [
+            f"{RESULTS}/{w.benchmark}/data/{s}" for s in role_sources(w.benchmark, w.role)
+        ],
+    output:
+        directory(f"{RESULTS}/{{benchmark}}/models/{{role}}"),
+    wildcard_constraints:
+        benchmark="|".join(BENCHMARKS),
+        role="target|retrain|full|retain[0-9]+|original",
+    params:
+        settings=as_json(config["models"]["finetune"]),
+        data=lambda w: f"{RESULTS}/{w.benchmark}/data",
+    threads: 1
+    log:
+        f"{RESULTS}/logs/models/{{benchmark}}_{{role}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/models/{{benchmark}}_{{role}}.tsv"
+    conda:
+        ENV
+    shell:
+        "python -m bilevel_unlearning.cli finetune --benchmark {wildcards.benchmark}"
+        " --role {wildcards.role} --base {input.base} --data {params.data}"
+        " --corpus {input.corpus} --settings '{params.settings}' --seed {SEED}"
+        " --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule models:
+    input:
+        [model_dirs(b) for b in BENCHMARKS],
