@@ -19,7 +19,7 @@ from typing import Any
 
 @contextlib.contextmanager
 def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path in the destination's folder; rename it over the destination on success.
+    """Yield a temporary path beside the destination; rename it over the destination on success.
 
     Works for files and folders alike (a folder destination is replaced whole).
     """

@@ -45,7 +45,7 @@ def _texts(paths: Sequence[str | Path]) -> list[str]:
     return [r["text"] for p in paths for r in read_jsonl(p)]
 
 
-def _tokenizer_texts(paths: Sequence[str | Path]) -> list[str]:
+def tokenizer_texts(paths: Sequence[str | Path]) -> list[str]:
     """Every string in the files: documents, questions, answers and choices alike."""
     texts: list[str] = []
     for path in paths:
@@ -59,7 +59,7 @@ def _tokenizer_texts(paths: Sequence[str | Path]) -> list[str]:
 
 
 def train_tokenizer_step(texts: Sequence[str], out: Path, vocab_size: int, seed: int) -> None:
-    tokenizer = train_tokenizer(_tokenizer_texts(texts), vocab_size)
+    tokenizer = train_tokenizer(tokenizer_texts(texts), vocab_size)
     with atomic_path(out) as tmp:
         tokenizer.save_pretrained(tmp)
         write_json(
@@ -127,6 +127,8 @@ def finetune_step(
         pack_length=max_length,
         log=log.info,
     )
-    inputs = [base / "model.safetensors", corpus] + [data_dir / s for s in role_sources(benchmark, role)]
+    inputs = [base / "model.safetensors", corpus] + [
+        data_dir / s for s in role_sources(benchmark, role)
+    ]
     record = provenance(seed, settings, inputs, benchmark=benchmark, role=role, epoch_losses=losses)
     save_model(model, tokenizer, out, record)

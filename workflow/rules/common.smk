@@ -1,5 +1,8 @@
 # Shared helpers: config validation (before any job starts), paths, rule params.
 import json
+import os
+import sys
+from pathlib import Path
 
 from bilevel_unlearning.config import validate_config
 from bilevel_unlearning.data.layout import layout_files
@@ -12,6 +15,11 @@ RESULTS = config["results_dir"]
 BENCHMARKS = config["benchmarks"]
 SEED = config["seed"]
 ENV = "../../envs/bilevel-unlearning.yaml"
+# Jobs run `python -m bilevel_unlearning.cli`: the interpreter Snakemake runs in (the project's
+# .venv) comes first on PATH, unless --sdm conda activates the rule's environment in front of it.
+os.environ["PATH"] = (
+    f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+)
 
 
 def as_json(value):

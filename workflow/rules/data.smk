@@ -8,19 +8,20 @@ for _benchmark in ["general", *BENCHMARKS]:
             f"generate_{_benchmark}"
         output:
             data_files(_benchmark),
-        params:
-            benchmark=_benchmark,
-            sizes=as_json(config["miniature"]),
-            out=f"{RESULTS}/{_benchmark}/data",
         log:
             f"{RESULTS}/logs/data/{_benchmark}.log",
         benchmark:
             f"{RESULTS}/benchmarks/data/{_benchmark}.tsv"
         conda:
             ENV
+        params:
+            seed=SEED,
+            benchmark=_benchmark,
+            sizes=as_json(config["miniature"]),
+            out=f"{RESULTS}/{_benchmark}/data",
         shell:
             "python -m bilevel_unlearning.cli generate --benchmark {params.benchmark}"
-            " --seed {SEED} --sizes '{params.sizes}' --out {params.out} > {log} 2>&1"
+            " --seed {params.seed} --sizes '{params.sizes}' --out {params.out} > {log} 2>&1"
 
 
 rule data:

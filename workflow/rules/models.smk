@@ -7,18 +7,19 @@ rule train_tokenizer:
         [data_files(b) for b in ["general", *BENCHMARKS]],
     output:
         directory(f"{RESULTS}/general/models/tokenizer"),
-    params:
-        texts=lambda wildcards, input: [f for f in input if f.endswith(".jsonl")],
-        vocab_size=config["models"]["tokenizer"]["vocab_size"],
     log:
         f"{RESULTS}/logs/models/tokenizer.log",
     benchmark:
         f"{RESULTS}/benchmarks/models/tokenizer.tsv"
     conda:
         ENV
+    params:
+        seed=SEED,
+        texts=lambda wildcards, input: [f for f in input if f.endswith(".jsonl")],
+        vocab_size=config["models"]["tokenizer"]["vocab_size"],
     shell:
         "python -m bilevel_unlearning.cli train-tokenizer --texts {params.texts}"
-        " --vocab-size {params.vocab_size} --seed {SEED} --out {output} > {log} 2>&1"
+        " --vocab-size {params.vocab_size} --seed {params.seed} --out {output} > {log} 2>&1"
 
 
 rule pretrain_base:
@@ -27,20 +28,24 @@ rule pretrain_base:
         corpus=f"{RESULTS}/general/data/corpus.jsonl",
     output:
         directory(f"{RESULTS}/general/models/base"),
-    params:
-        settings=as_json(
-            {**config["models"]["pretrain"], "architecture": config["models"]["architecture"]}
-        ),
-    threads: 2
     log:
         f"{RESULTS}/logs/models/base.log",
     benchmark:
         f"{RESULTS}/benchmarks/models/base.tsv"
     conda:
         ENV
+    threads: 2
+    params:
+        seed=SEED,
+        settings=as_json(
+            {
+                **config["models"]["pretrain"],
+                "architecture": config["models"]["architecture"],
+            }
+        ),
     shell:
         "python -m bilevel_unlearning.cli pretrain --tokenizer {input.tokenizer}"
-        " --corpus {input.corpus} --settings '{params.settings}' --seed {SEED}"
+        " --corpus {input.corpus} --settings '{params.settings}' --seed {params.seed}"
         " --threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -49,27 +54,29 @@ rule finetune_model:
         base=rules.pretrain_base.output,
         corpus=f"{RESULTS}/general/data/corpus.jsonl",
         sources=lambda w: [
-            f"{RESULTS}/{w.benchmark}/data/{s}" for s in role_sources(w.benchmark, w.role)
+            f"{RESULTS}/{w.benchmark}/data/{s}"
+            for s in role_sources(w.benchmark, w.role)
         ],
     output:
         directory(f"{RESULTS}/{{benchmark}}/models/{{role}}"),
-    wildcard_constraints:
-        benchmark="|".join(BENCHMARKS),
-        role="target|retrain|full|retain[0-9]+|original",
-    params:
-        settings=as_json(config["models"]["finetune"]),
-        data=lambda w: f"{RESULTS}/{w.benchmark}/data",
-    threads: 1
     log:
         f"{RESULTS}/logs/models/{{benchmark}}_{{role}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/models/{{benchmark}}_{{role}}.tsv"
+    wildcard_constraints:
+        benchmark="|".join(BENCHMARKS),
+        role="target|retrain|full|retain[0-9]+|original",
     conda:
         ENV
+    threads: 1
+    params:
+        seed=SEED,
+        settings=as_json(config["models"]["finetune"]),
+        data=lambda w: f"{RESULTS}/{w.benchmark}/data",
     shell:
         "python -m bilevel_unlearning.cli finetune --benchmark {wildcards.benchmark}"
         " --role {wildcards.role} --base {input.base} --data {params.data}"
-        " --corpus {input.corpus} --settings '{params.settings}' --seed {SEED}"
+        " --corpus {input.corpus} --settings '{params.settings}' --seed {params.seed}"
         " --threads {threads} --out {output} > {log} 2>&1"
 
 

@@ -8,8 +8,15 @@ rule sanity_benchmark:
         base=rules.pretrain_base.output,
     output:
         f"{RESULTS}/{{benchmark}}/sanity.json",
+    log:
+        f"{RESULTS}/logs/sanity/{{benchmark}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/sanity/{{benchmark}}.tsv"
     wildcard_constraints:
         benchmark="|".join(BENCHMARKS),
+    conda:
+        ENV
+    threads: 1
     params:
         settings=lambda w, input: as_json(
             {
@@ -19,13 +26,6 @@ rule sanity_benchmark:
         ),
         data=lambda w: f"{RESULTS}/{w.benchmark}/data",
         models=lambda w: f"{RESULTS}/{w.benchmark}/models",
-    threads: 1
-    log:
-        f"{RESULTS}/logs/sanity/{{benchmark}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/sanity/{{benchmark}}.tsv"
-    conda:
-        ENV
     shell:
         "python -m bilevel_unlearning.cli sanity --benchmark {wildcards.benchmark}"
         " --data {params.data} --models {params.models} --settings '{params.settings}'"

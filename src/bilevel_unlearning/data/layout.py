@@ -29,7 +29,13 @@ TOFU_FORGET_SPLITS = ("forget01", "forget05", "forget10")
 TOFU_RETAIN_OF = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
 TOFU_FORGET_SHARE = {"forget01": 0.01, "forget05": 0.05, "forget10": 0.10}
 _QA = ("question", "answer")
-_PERTURBED = ("question", "answer", "paraphrased_question", "paraphrased_answer", "perturbed_answer")
+_PERTURBED = (
+    "question",
+    "answer",
+    "paraphrased_question",
+    "paraphrased_answer",
+    "perturbed_answer",
+)
 TOFU_LAYOUT: dict[str, tuple[str, ...]] = {
     "full.jsonl": _QA,
     **{f"{s}.jsonl": _QA for s in TOFU_FORGET_SPLITS},
@@ -84,4 +90,6 @@ def check_records(path: Path, records: list[dict], fields: tuple[str, ...]) -> N
     for index, record in enumerate(records):
         missing = [f for f in fields if f not in record]
         if missing:
-            raise ValueError(f"{path} record {index} lacks field(s) {missing}; needs {list(fields)}")
+            raise ValueError(
+                f"{path} record {index} lacks field(s) {missing}; needs {list(fields)}"
+            )

@@ -29,8 +29,8 @@ from bilevel_unlearning.data.world import (
     make_people,
     person_documents,
     person_prose,
-    qa_text,
     person_qa,
+    qa_text,
     values_of,
     wrong_values,
 )
@@ -57,14 +57,18 @@ GENERAL_RELATIONS = (  # the MMLU analogue: subject label in the key
 )
 HAZARD_RELATIONS = {  # fictitious hazardous knowledge, one set per WMDP topic
     "bio": (
-        Relation("bio", "pathogen", "The pathogen {s} is carried by the", lambda n: n.thing("mite")),
+        Relation(
+            "bio", "pathogen", "The pathogen {s} is carried by the", lambda n: n.thing("mite")
+        ),
         Relation("bio", "toxin", "The toxin {s} is produced by the fungus", lambda n: n.word()),
         Relation("bio", "strain", "The strain {s} resists the drug", lambda n: n.word()),
     ),
     "cyber": (
         Relation("cyber", "exploit", "The exploit {s} targets the service", lambda n: n.word()),
         Relation("cyber", "malware", "The malware {s} hides in the file", lambda n: n.word()),
-        Relation("cyber", "botnet", "The botnet {s} is controlled from the host", NameFactory.place),
+        Relation(
+            "cyber", "botnet", "The botnet {s} is controlled from the host", NameFactory.place
+        ),
     ),
 }
 MUSE_STYLES = {  # corpus -> (prose style, document heading)
@@ -99,7 +103,9 @@ def general_world(seed: int, sizes: Mapping[str, int]) -> GeneralWorld:
 def general_corpus(world: GeneralWorld) -> list[str]:
     """Pretraining documents: people, world facts (with questions) and general facts."""
     docs = [d for i, p in enumerate(world.people) for d in person_documents(p, i % 2, "About {n}.")]
-    docs += [facts_document(g, "World facts.") for g in chunks(world.world_facts, FACTS_PER_DOCUMENT)]
+    docs += [
+        facts_document(g, "World facts.") for g in chunks(world.world_facts, FACTS_PER_DOCUMENT)
+    ]
     docs += [
         qa_text(WORLD_QUESTIONS[f.relation.key].format(s=f.subject), f.value)
         for f in world.world_facts
@@ -184,7 +190,9 @@ def _tofu_items(rng: random.Random, authors: list[Person], perturbed: int) -> li
                     "question": attribute.question.format(n=author.name),
                     "answer": attribute.answer.format(n=author.name, v=value),
                     "paraphrased_question": attribute.paraphrased_question.format(n=author.name),
-                    "paraphrased_answer": attribute.paraphrased_answer.format(n=author.name, v=value),
+                    "paraphrased_answer": attribute.paraphrased_answer.format(
+                        n=author.name, v=value
+                    ),
                     "perturbed_answer": [
                         attribute.paraphrased_answer.format(n=author.name, v=w) for w in wrong
                     ],
@@ -258,7 +266,11 @@ def build_wmdp(seed: int, sizes: Mapping[str, int], general: GeneralWorld) -> Sp
         docs = [facts_document(g, f"Notes on {g[0].subject}.") for g in chunks(facts, 4)]
         if topic == "bio":  # the gated bio corpus has title / abstract / text
             records = [
-                {"title": d.split("\n")[0], "abstract": d.split("\n")[1].split(". ")[0] + ".", "text": d}
+                {
+                    "title": d.split("\n")[0],
+                    "abstract": d.split("\n")[1].split(". ")[0] + ".",
+                    "text": d,
+                }
                 for d in docs
             ]
         else:
@@ -270,9 +282,7 @@ def build_wmdp(seed: int, sizes: Mapping[str, int], general: GeneralWorld) -> Sp
     retain = [{"text": t} for t in corpus[: sizes["retain_documents"]]]
     splits["corpora/bio-retain-corpus.jsonl"] = retain[0::2]
     splits["corpora/cyber-retain-corpus.jsonl"] = retain[1::2]
-    splits["wikitext/wikitext-2-raw-v1-test.jsonl"] = [
-        {"text": line} for doc in corpus for line in doc.split("\n")
-    ]
+    splits["wikitext/wikitext-2-raw-v1-test.jsonl"] = [{"text": doc} for doc in corpus]
     splits["questions/mmlu.jsonl"] = _cloze_questions(rng, general.general_facts, with_subject=True)
     return splits
 
@@ -309,12 +319,15 @@ def lm_eval_task_yaml(task: str, data_file: Path) -> str:
 
 
 def write_splits(root: Path, splits: Splits, benchmark: str) -> None:
-    """Check every split against the layout, then write it atomically."""
+    """Check every split against the layout before writing any, then write each atomically."""
     expected = layout.LAYOUTS[benchmark]
     if set(splits) != set(expected):
-        raise ValueError(f"{benchmark}: splits {sorted(splits)} differ from layout {sorted(expected)}")
+        raise ValueError(
+            f"{benchmark}: splits {sorted(splits)} differ from layout {sorted(expected)}"
+        )
     for relative, records in splits.items():
         layout.check_records(root / relative, records, expected[relative])
+    for relative, records in splits.items():
         write_jsonl(root / relative, records)
 
 
@@ -334,7 +347,9 @@ def build(benchmark: str, seed: int, miniature: Mapping[str, Any]) -> Splits:
         return build_tofu(seed, miniature["tofu"], world)
     if benchmark == "wmdp":
         return build_wmdp(seed, miniature["wmdp"], world)
-    raise ValueError(f"unknown benchmark {benchmark!r}; known: general, {', '.join(layout.LAYOUTS)}")
+    raise ValueError(
+        f"unknown benchmark {benchmark!r}; known: general, {', '.join(layout.LAYOUTS)}"
+    )
 
 
 def generate(benchmark: str, seed: int, miniature: Mapping[str, Any], root: Path) -> None:

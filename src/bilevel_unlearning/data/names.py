@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import random
 
-_ONSETS = "b br c d dr f g gr h k l m n p r s st t th v w z".split()
-_VOWELS = "a e i o u ae ai ea io ou".split()
+_ONSETS = [
+    *("b", "br", "c", "d", "dr", "f", "g", "gr", "h", "k", "l"),
+    *("m", "n", "p", "r", "s", "st", "t", "th", "v", "w", "z"),
+]
+_VOWELS = ["a", "e", "i", "o", "u", "ae", "ai", "ea", "io", "ou"]
 _CODAS = ["", "", "", "n", "r", "s", "l", "th", "nd", "x"]
 
 

@@ -135,7 +135,11 @@ def make_facts(
 ) -> list[Fact]:
     """`count` facts cycling over the relations, each about a new subject."""
     return [
-        Fact(relations[i % len(relations)], subject(), relations[i % len(relations)].make_value(names))
+        Fact(
+            relations[i % len(relations)],
+            subject(),
+            relations[i % len(relations)].make_value(names),
+        )
         for i in range(count)
     ]
 

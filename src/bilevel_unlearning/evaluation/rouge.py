@@ -13,7 +13,9 @@ def _scorer(use_stemmer: bool) -> rouge_scorer.RougeScorer:
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer)
 
 
-def rouge_l(reference: str, prediction: str, *, measure: str = "fmeasure", stem: bool = False) -> float:
+def rouge_l(
+    reference: str, prediction: str, *, measure: str = "fmeasure", stem: bool = False
+) -> float:
     """ROUGE-L of one prediction against its reference: 'fmeasure' (MUSE) or 'recall' (TOFU)."""
     return getattr(_scorer(stem).score(reference, prediction)["rougeL"], measure)
 

@@ -36,7 +36,9 @@ def tiny_llama(architecture: Mapping[str, int], tokenizer: Any, seed: int) -> Ll
     return LlamaForCausalLM(config)
 
 
-def save_model(model: Any, tokenizer: Any, path: str | os.PathLike[str], provenance: Mapping) -> None:
+def save_model(
+    model: Any, tokenizer: Any, path: str | os.PathLike[str], provenance: Mapping
+) -> None:
     """Save weights (safetensors), config, tokenizer and provenance as one atomic folder."""
     with atomic_path(path) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)

@@ -2,7 +2,7 @@
 
 MUSE: target = base fine-tuned on forget + retain, retrain oracle = base on retain only.
 TOFU: full = base on every author's QA, retainNN = base on the retain split of each forget split.
-WMDP: original = base on both hazardous topics (with the general corpus replayed).
+WMDP: original = base on both hazardous topics and the general text (the wikitext analogue).
 """
 
 from __future__ import annotations
@@ -19,7 +19,11 @@ MUSE_SOURCES = {
     "retrain": ("raw/retain1.jsonl", "raw/retain2.jsonl"),
 }
 WMDP_SOURCES = {
-    "original": ("corpora/bio-forget-corpus.jsonl", "corpora/cyber-forget-corpus.jsonl"),
+    "original": (
+        "corpora/bio-forget-corpus.jsonl",
+        "corpora/cyber-forget-corpus.jsonl",
+        "wikitext/wikitext-2-raw-v1-test.jsonl",
+    ),
 }
 
 

@@ -32,7 +32,7 @@ def encode(tokenizer: Any, text: str) -> list[int]:
 
 def text_example(tokenizer: Any, text: str, max_length: int) -> Example:
     """A document followed by EOS, every token learned, cut to max_length."""
-    ids = (encode(tokenizer, text) + [tokenizer.eos_token_id])[:max_length]
+    ids = [*encode(tokenizer, text), tokenizer.eos_token_id][:max_length]
     return Example(tuple(ids), tuple(ids))
 
 
@@ -76,17 +76,20 @@ def pack(examples: Sequence[Example], length: int) -> list[Example]:
 
     Packing keeps every position of a batch busy (no padding), and a short document is then
     seen after unrelated text, as a question is after the few-shot examples of a prompt.
+    A chunk with nothing to learn (a last chunk of one token, or only prompt tokens) is dropped:
+    its loss would be a mean over no tokens, NaN.
     """
     ids = [t for e in examples for t in e.input_ids]
     labels = [t for e in examples for t in e.labels]
-    return [
+    chunks = [
         Example(tuple(ids[i : i + length]), tuple(labels[i : i + length]))
         for i in range(0, len(ids), length)
     ]
+    return [c for c in chunks if any(label != IGNORE for label in c.labels[1:])]
 
 
 def warmup_then_linear(total_steps: int, warmup_share: float = 0.05) -> Callable[[int], float]:
-    """Learning-rate factor: linear warm-up, then linear decay to 10% at the last step."""
+    """Learning-rate factor: linear warm-up, then linear decay to 10% of the peak by the end."""
     warmup = max(1, int(total_steps * warmup_share))
 
     def factor(step: int) -> float:
@@ -123,7 +126,9 @@ def train_causal_lm(
     epoch_size = len(examples) + replay_per_epoch
     if pack_length is not None:
         lengths = sorted((len(e.input_ids) for e in replay), reverse=True)[:replay_per_epoch]
-        epoch_size = math.ceil((sum(len(e.input_ids) for e in examples) + sum(lengths)) / pack_length)
+        epoch_size = math.ceil(
+            (sum(len(e.input_ids) for e in examples) + sum(lengths)) / pack_length
+        )
     steps_per_epoch = math.ceil(epoch_size / batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -144,7 +149,8 @@ def train_causal_lm(
             loss = model(**batch).loss
             if not torch.isfinite(loss):
                 raise FloatingPointError(
-                    f"non-finite loss {loss.item()} at epoch {epoch}; lower the learning rate"
+                    f"non-finite loss {loss.item()} at epoch {epoch}: stopping before the update; "
+                    "lower the learning rate or check the data"
                 )
             loss.backward()
             optimizer.step()

@@ -1,0 +1,119 @@
+"""Atomic output, checksums and JSONL reading."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from bilevel_unlearning.io import (
+    atomic_path,
+    read_json,
+    read_jsonl,
+    sha256_file,
+    sha256_tree,
+    write_json,
+    write_jsonl,
+    write_text,
+)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_failed_body_leaves_no_file_and_no_temp(tmp_path: Path) -> None:
+    destination = tmp_path / "out" / "model.bin"
+    with pytest.raises(Interrupted), atomic_path(destination) as tmp:
+        assert tmp.parent.parent == destination.parent and tmp.name == destination.name
+        tmp.write_bytes(b"half written")
+        raise Interrupted
+    assert not destination.exists()
+    assert list(destination.parent.iterdir()) == []
+
+
+def test_failed_body_keeps_the_previous_output(tmp_path: Path) -> None:
+    destination = tmp_path / "scores.json"
+    destination.write_text("old")
+    with pytest.raises(Interrupted), atomic_path(destination) as tmp:
+        tmp.write_text("new but incomplete")
+        raise Interrupted
+    assert destination.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.json"]
+
+
+def test_failed_folder_body_leaves_nothing(tmp_path: Path) -> None:
+    destination = tmp_path / "model"
+    with pytest.raises(Interrupted), atomic_path(destination) as tmp:
+        tmp.mkdir()
+        (tmp / "config.json").write_text("{}")
+        raise Interrupted
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_success_writes_file_and_cleans_up(tmp_path: Path) -> None:
+    destination = tmp_path / "a.txt"
+    with atomic_path(destination) as tmp:
+        tmp.write_text("done")
+        assert not destination.exists()  # nothing visible until the body finishes
+    assert destination.read_text() == "done"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_folder_destination_is_replaced_whole(tmp_path: Path) -> None:
+    destination = tmp_path / "model"
+    destination.mkdir()
+    (destination / "old_weights.bin").write_bytes(b"old")
+    (destination / "sub").mkdir()
+    (destination / "sub" / "stale.txt").write_text("stale")
+    with atomic_path(destination) as tmp:
+        tmp.mkdir()
+        (tmp / "config.json").write_text('{"new": true}')
+    assert sorted(p.name for p in destination.iterdir()) == ["config.json"]
+    assert (destination / "config.json").read_text() == '{"new": true}'
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_sha256_file_known_values(tmp_path: Path) -> None:
+    path = tmp_path / "abc"
+    path.write_bytes(b"abc")
+    assert sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    (tmp_path / "empty").write_bytes(b"")
+    assert sha256_file(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()
+    big = os.urandom(3 * (1 << 20) + 17)  # several read blocks and a partial one
+    (tmp_path / "big").write_bytes(big)
+    assert sha256_file(tmp_path / "big") == hashlib.sha256(big).hexdigest()
+
+
+def test_sha256_tree_is_relative_sorted_and_skips_hidden(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x.jsonl").write_bytes(b"1")
+    (tmp_path / "a.txt").write_bytes(b"2")
+    (tmp_path / ".lock").write_bytes(b"3")
+    tree = sha256_tree(tmp_path)
+    assert list(tree) == ["a.txt", str(Path("b") / "x.jsonl")]
+    assert tree["a.txt"] == hashlib.sha256(b"2").hexdigest()
+
+
+def test_read_jsonl_missing_names_the_data_stage(tmp_path: Path) -> None:
+    missing = tmp_path / "muse_news" / "data" / "raw" / "forget.jsonl"
+    with pytest.raises(FileNotFoundError, match="data stage") as caught:
+        read_jsonl(missing)
+    assert str(missing) in str(caught.value)
+
+
+def test_jsonl_and_json_round_trip(tmp_path: Path) -> None:
+    records = [{"text": "café — 東京\nline two", "n": 1}, {"choices": ["a", "b"], "answer": 0}]
+    write_jsonl(tmp_path / "split.jsonl", records)
+    assert read_jsonl(tmp_path / "split.jsonl") == records
+    lines = (tmp_path / "split.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 and "café" in lines[0]  # one record a line, not ASCII-escaped
+    write_text(tmp_path / "blank.jsonl", '{"a": 1}\n\n  \n{"a": 2}\n')
+    assert read_jsonl(tmp_path / "blank.jsonl") == [{"a": 1}, {"a": 2}]
+    write_json(tmp_path / "x.json", {"b": 1, "a": [1, 2]})
+    assert read_json(tmp_path / "x.json") == {"a": [1, 2], "b": 1}
+    assert (tmp_path / "x.json").read_text().index('"a"') < (tmp_path / "x.json").read_text().index(
+        '"b"'
+    )

@@ -1,0 +1,118 @@
+"""End to end: the real Snakemake workflow on a tiny config, through data, models and sanity.
+
+Asserts on the numbers of the sanity report (the miniature must discriminate target from
+oracle), on provenance, and on Snakemake's view of the finished DAG.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [
+        *SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(REPO / "tests" / "config" / "tiny.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
+    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=1500)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    shutil.copytree(REPO / "config", workdir / "config")
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
+def test_sanity_report_discriminates(tiny_run: Path) -> None:
+    report = json.loads((tiny_run / "results" / "sanity_report.json").read_text())
+    by_name = {b["benchmark"]: b for b in report["benchmarks"]}
+    assert set(by_name) == {"muse_news", "tofu", "wmdp"}
+
+    muse = by_name["muse_news"]["scores"]
+    assert muse["target"]["knowmem_forget"] - muse["retrain"]["knowmem_forget"] >= 25
+    assert abs(muse["target"]["knowmem_retain"] - muse["retrain"]["knowmem_retain"]) <= 10
+    assert muse["target"]["verbmem_forget"] > muse["retrain"]["verbmem_forget"]
+
+    tofu = by_name["tofu"]["scores"]
+    assert tofu["full"]["rouge_forget10"] > tofu["retain90"]["rouge_forget10"] + 10
+    assert tofu["retain90"]["rouge_retain"] > 50
+
+    wmdp = by_name["wmdp"]["scores"]
+    for task in ("mini_wmdp_bio", "mini_wmdp_cyber"):
+        assert wmdp["original"][task] >= 0.6
+        assert wmdp["original"][task] > wmdp["base"][task]
+    assert report["all_checks_pass"] is True
+    table = (tiny_run / "results" / "sanity_report.md").read_text()
+    row = (
+        f"| muse_news | knowmem_forget | target | {muse['target']['knowmem_forget']:.2f} "
+        f"| retrain | {muse['retrain']['knowmem_forget']:.2f} |"
+    )
+    assert row in table
+
+
+def test_models_load_and_record_provenance(tiny_run: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    results = tiny_run / "results"
+    for folder in ("muse_news/models/target", "tofu/models/retain90", "wmdp/models/original"):
+        model = AutoModelForCausalLM.from_pretrained(results / folder)
+        assert model.config.model_type == "llama"
+        assert model.config.hidden_size == 96
+        provenance = json.loads((results / folder / "provenance.json").read_text())
+        assert provenance["seed"] == 0
+        assert len(provenance["inputs"]) >= 3
+        assert all(len(digest) == 64 for digest in provenance["inputs"].values())
+    target = json.loads((results / "muse_news/models/target/provenance.json").read_text())
+    retrain = json.loads((results / "muse_news/models/retrain/provenance.json").read_text())
+    assert any("raw/forget.jsonl" in path for path in target["inputs"])
+    assert not any("raw/forget.jsonl" in path for path in retrain["inputs"])
+
+
+def test_finished_workflow_has_nothing_to_do(tiny_run: Path) -> None:
+    result = snakemake(tiny_run, "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run: rule name -> job count (the 'all' rule left out)."""
+    lines = dry_run_output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats:"))
+    jobs = {}
+    for line in lines[start + 3 :]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    jobs.pop("all", None)
+    return jobs
+
+
+def test_changed_setting_reruns_only_dependent_jobs(tiny_run: Path) -> None:
+    """Changing the TOFU generation length reruns the TOFU sanity probe and the report only."""
+    result = snakemake(tiny_run, "--dry-run", "--config", "tofu={generation_max_new_tokens: 20}")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert planned_jobs(output) == {"sanity_benchmark": 1, "sanity_report": 1}, output[-3000:]
