@@ -91,6 +91,16 @@ def _set(path: str, value: Any) -> Mutation:
     return mutate
 
 
+def _all(*mutations: Mutation) -> Mutation:
+    """Several changes at once, so a case does not depend on the default's other values."""
+
+    def mutate(config: dict) -> None:
+        for mutation in mutations:
+            mutation(config)
+
+    return mutate
+
+
 def _delete(path: str) -> Mutation:
     def mutate(config: dict) -> None:
         *parents, last = path.split(".")
@@ -269,17 +279,23 @@ BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
     ),
     (
         "rmu layer beyond the model",
-        _set("methods.rmu.layers", [2, 4]),
+        _all(_set("models.architecture.num_hidden_layers", 4), _set("methods.rmu.layers", [2, 4])),
         ["config key 'methods.rmu.layers[1]': 4", "num_hidden_layers (4)"],
     ),
     (
         "heads do not divide the width",
-        _set("models.architecture.num_attention_heads", 3),
+        _all(
+            _set("models.architecture.hidden_size", 128),
+            _set("models.architecture.num_attention_heads", 3),
+        ),
         ["config key 'models.architecture.hidden_size': 128", "2 * num_attention_heads (6)"],
     ),
     (
         "training longer than the positions",
-        _set("models.pretrain.max_length", 1024),
+        _all(
+            _set("models.architecture.max_position_embeddings", 512),
+            _set("models.pretrain.max_length", 1024),
+        ),
         ["config key 'models.pretrain.max_length': 1024", "max_position_embeddings (512)"],
     ),
     (
@@ -347,6 +363,7 @@ def test_optional_method_hyperparameters_are_accepted(
         "gamma": 1.0,
         "kl_form": "raw_logits",
     }
+    config["models"]["architecture"]["num_hidden_layers"] = 4
     config["methods"]["rmu"].update(layers=[1, 2, 3], steering_coefficient=6.5)
     validate_config(config, schema_path)
 

@@ -20,7 +20,10 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, overrides: tuple[Path, ...] = ()
+) -> subprocess.CompletedProcess:
+    """Run the workflow in workdir with the tiny config, then the override files, merged."""
     command = [
         *SNAKEMAKE,
         "--snakefile",
@@ -29,6 +32,7 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
         str(workdir),
         "--configfile",
         str(REPO / "tests" / "config" / "tiny.yaml"),
+        *map(str, overrides),
         "--cores",
         "2",
         *args,
@@ -112,7 +116,9 @@ def planned_jobs(dry_run_output: str) -> dict[str, int]:
 
 def test_changed_setting_reruns_only_dependent_jobs(tiny_run: Path) -> None:
     """Changing the TOFU generation length reruns the TOFU sanity probe and the report only."""
-    result = snakemake(tiny_run, "--dry-run", "--config", "tofu={generation_max_new_tokens: 20}")
+    override = tiny_run / "override.yaml"
+    override.write_text("tofu:\n  generation_max_new_tokens: 20\n")
+    result = snakemake(tiny_run, "--dry-run", overrides=(override,))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert planned_jobs(output) == {"sanity_benchmark": 1, "sanity_report": 1}, output[-3000:]
+    assert planned_jobs(output) == {"sanity_tofu": 1, "sanity_report": 1}, output[-3000:]

@@ -67,7 +67,8 @@ def cmd_sanity(args: argparse.Namespace) -> None:
     from bilevel_unlearning.sanity import sanity_step
 
     _set_threads(args.threads)
-    sanity_step(args.benchmark, Path(args.data), Path(args.models), Path(args.out), args.settings)
+    settings = {**args.settings, "base": args.base}
+    sanity_step(args.benchmark, Path(args.data), Path(args.models), Path(args.out), settings)
 
 
 def cmd_sanity_report(args: argparse.Namespace) -> None:
@@ -94,29 +95,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_train_tokenizer)
 
-    for name, helptext in (
-        ("pretrain", "train the base model from scratch on the general corpus"),
-        ("finetune", "fine-tune the base into a benchmark's target or oracle"),
-    ):
+    def training_parser(name: str, helptext: str) -> argparse.ArgumentParser:
+        """Arguments shared by the pretraining and fine-tuning commands."""
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--corpus", required=True, help="the general corpus (JSONL)")
         p.add_argument("--settings", type=_json, required=True, help="models.pretrain/finetune")
         p.add_argument("--seed", type=int, required=True)
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--out", required=True)
-    sub.choices["pretrain"].add_argument("--tokenizer", required=True)
-    sub.choices["pretrain"].set_defaults(func=cmd_pretrain)
-    finetune = sub.choices["finetune"]
-    finetune.add_argument("--benchmark", required=True)
-    finetune.add_argument("--role", required=True)
-    finetune.add_argument("--base", required=True)
-    finetune.add_argument("--data", required=True, help="the benchmark's data folder")
-    finetune.set_defaults(func=cmd_finetune)
+        return p
+
+    p = training_parser("pretrain", "train the base model from scratch on the general corpus")
+    p.add_argument("--tokenizer", required=True)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = training_parser("finetune", "fine-tune the base into a benchmark's target or oracle")
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--role", required=True)
+    p.add_argument("--base", required=True)
+    p.add_argument("--data", required=True, help="the benchmark's data folder")
+    p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("sanity", help="probe target vs oracle on forget and retain data")
     p.add_argument("--benchmark", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--models", required=True, help="results/{benchmark}/models")
+    p.add_argument("--base", required=True, help="the base model (WMDP's reference)")
     p.add_argument("--settings", type=_json, required=True)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)

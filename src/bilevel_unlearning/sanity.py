@@ -94,27 +94,26 @@ def tofu_rouge(
 
 
 def probe_tofu(data: Path, models: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
-    scores: dict[str, dict[str, float]] = {}
-    checks: dict[str, bool] = {}
+    """The full model against each forget split's retain oracle, on that split and on retain."""
+    splits = settings["forget_splits"]
+    oracles = {split: TOFU_RETAIN_OF[split] for split in splits}
+    forget = {split: read_jsonl(data / f"{split}.jsonl") for split in splits}
     retain = read_jsonl(data / "retain_perturbed.jsonl")
     tokens = settings["generation_max_new_tokens"]
-    loaded = {}
-    for split in settings["forget_splits"]:
-        forget = read_jsonl(data / f"{split}.jsonl")
-        for role in ("full", TOFU_RETAIN_OF[split]):
-            if role not in loaded:
-                loaded[role] = (load_model(models / role), load_tokenizer(models / role))
-            model, tokenizer = loaded[role]
-            scores.setdefault(role, {})
-            scores[role][f"rouge_{split}"] = tofu_rouge(model, tokenizer, forget, tokens)
-            scores[role]["rouge_retain"] = tofu_rouge(model, tokenizer, retain, tokens)
-        oracle = TOFU_RETAIN_OF[split]
-        gap = scores["full"][f"rouge_{split}"] - scores[oracle][f"rouge_{split}"]
-        checks[f"rouge_{split}: full > {oracle}"] = gap > 0
-    rows = [comparison(f"rouge_{s}", "full", TOFU_RETAIN_OF[s]) for s in settings["forget_splits"]]
-    rows += [
-        comparison("rouge_retain", "full", TOFU_RETAIN_OF[s]) for s in settings["forget_splits"]
-    ]
+    scores: dict[str, dict[str, float]] = {}
+    for role in ["full", *oracles.values()]:
+        model, tokenizer = load_model(models / role), load_tokenizer(models / role)
+        scores[role] = {"rouge_retain": tofu_rouge(model, tokenizer, retain, tokens)}
+        for split in splits:
+            if role in ("full", oracles[split]):
+                scores[role][f"rouge_{split}"] = tofu_rouge(model, tokenizer, forget[split], tokens)
+    checks = {
+        f"rouge_{split}: full > {oracle}": scores["full"][f"rouge_{split}"]
+        > scores[oracle][f"rouge_{split}"]
+        for split, oracle in oracles.items()
+    }
+    rows = [comparison(f"rouge_{s}", "full", o) for s, o in oracles.items()]
+    rows += [comparison("rouge_retain", "full", o) for o in oracles.values()]
     return {"scores": scores, "rows": rows, "checks": checks}
 
 

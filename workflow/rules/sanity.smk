@@ -1,35 +1,35 @@
 # Sanity report: target vs oracle on forget and retain probes, before any unlearning.
 
 
-rule sanity_benchmark:
-    input:
-        data=lambda w: data_files(w.benchmark),
-        models=lambda w: model_dirs(w.benchmark),
-        base=rules.pretrain_base.output,
-    output:
-        f"{RESULTS}/{{benchmark}}/sanity.json",
-    log:
-        f"{RESULTS}/logs/sanity/{{benchmark}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/sanity/{{benchmark}}.tsv"
-    wildcard_constraints:
-        benchmark="|".join(BENCHMARKS),
-    conda:
-        ENV
-    threads: 1
-    params:
-        settings=lambda w, input: as_json(
-            {
-                **config[w.benchmark.split("_")[0]],
-                "base": str(input.base),
-            }
-        ),
-        data=lambda w: f"{RESULTS}/{w.benchmark}/data",
-        models=lambda w: f"{RESULTS}/{w.benchmark}/models",
-    shell:
-        "python -m bilevel_unlearning.cli sanity --benchmark {wildcards.benchmark}"
-        " --data {params.data} --models {params.models} --settings '{params.settings}'"
-        " --threads {threads} --out {output} > {log} 2>&1"
+# One rule per benchmark, so each job's params are plain values: Snakemake reruns a job when its
+# params change, and it only compares params that are not functions.
+for _benchmark in BENCHMARKS:
+
+    rule:
+        name:
+            f"sanity_{_benchmark}"
+        input:
+            data=data_files(_benchmark),
+            models=model_dirs(_benchmark),
+            base=rules.pretrain_base.output,
+        output:
+            f"{RESULTS}/{_benchmark}/sanity.json",
+        log:
+            f"{RESULTS}/logs/sanity/{_benchmark}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/sanity/{_benchmark}.tsv"
+        conda:
+            ENV
+        threads: 1
+        params:
+            benchmark=_benchmark,
+            settings=as_json(config[_benchmark.split("_")[0]]),
+            data=f"{RESULTS}/{_benchmark}/data",
+            models=f"{RESULTS}/{_benchmark}/models",
+        shell:
+            "python -m bilevel_unlearning.cli sanity --benchmark {params.benchmark}"
+            " --data {params.data} --models {params.models} --base {input.base}"
+            " --settings '{params.settings}' --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule sanity_report:
