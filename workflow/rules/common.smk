@@ -1,4 +1,4 @@
-# Shared helpers: config validation (before any job starts), paths, rule params.
+# Shared helpers: config validation (before any job starts), paths, job parameters.
 import json
 import os
 import sys
@@ -17,13 +17,18 @@ SEED = config["seed"]
 ENV = "../../envs/bilevel-unlearning.yaml"
 # Jobs run `python -m bilevel_unlearning.cli`: the interpreter Snakemake runs in (the project's
 # .venv) comes first on PATH, unless --sdm conda activates the rule's environment in front of it.
-os.environ["PATH"] = (
-    f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-)
+
+
+envvars:
+    "PATH",
+
+
+_path = os.environ["PATH"]
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{_path}"
 
 
 def as_json(value):
-    """A config section as a JSON rule param: changing it reruns exactly the jobs that use it."""
+    """A config section as a JSON job parameter: changing it reruns exactly the jobs using it."""
     return json.dumps(value, sort_keys=True)
 
 
@@ -37,3 +42,8 @@ def data_files(benchmark):
 
 def model_dirs(benchmark):
     return [f"{RESULTS}/{benchmark}/models/{r}" for r in model_roles(benchmark, config)]
+
+
+def ancestor_named(path, name):
+    """The folder called `name` that holds `path`: a job's data or models folder from its files."""
+    return str(next(p for p in Path(path).parents if p.name == name))

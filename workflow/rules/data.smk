@@ -18,7 +18,7 @@ for _benchmark in ["general", *BENCHMARKS]:
             seed=SEED,
             benchmark=_benchmark,
             sizes=as_json(config["miniature"]),
-            out=f"{RESULTS}/{_benchmark}/data",
+            out=lambda w, output: ancestor_named(output[0], "data"),
         shell:
             "python -m bilevel_unlearning.cli generate --benchmark {params.benchmark}"
             " --seed {params.seed} --sizes '{params.sizes}' --out {params.out} > {log} 2>&1"

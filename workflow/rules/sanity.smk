@@ -24,8 +24,8 @@ for _benchmark in BENCHMARKS:
         params:
             benchmark=_benchmark,
             settings=as_json(config[_benchmark.split("_")[0]]),
-            data=f"{RESULTS}/{_benchmark}/data",
-            models=f"{RESULTS}/{_benchmark}/models",
+            data=lambda w, input: ancestor_named(input.data[0], "data"),
+            models=lambda w, input: ancestor_named(input.models[0], "models"),
         shell:
             "python -m bilevel_unlearning.cli sanity --benchmark {params.benchmark}"
             " --data {params.data} --models {params.models} --base {input.base}"
