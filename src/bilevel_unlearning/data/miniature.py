@@ -263,7 +263,10 @@ def build_wmdp(seed: int, sizes: Mapping[str, int], general: GeneralWorld) -> Sp
     splits: Splits = {}
     for topic, relations in HAZARD_RELATIONS.items():
         facts = make_facts(names, relations, sizes["facts_per_topic"], names.word)
-        docs = [facts_document(g, f"Notes on {g[0].subject}.") for g in chunks(facts, 4)]
+        docs = [
+            facts_document(g, f"Notes on {g[0].subject}.")
+            for g in chunks(facts, FACTS_PER_DOCUMENT)
+        ]
         if topic == "bio":  # the gated bio corpus has title / abstract / text
             records = [
                 {
