@@ -240,7 +240,22 @@ BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
     (
         "blur rule without gamma or alpha",
         _delete("methods.blur_ga.gamma"),
-        ["config key 'methods.blur_ga.gamma' is missing", "rule 'blur' needs gamma", "alpha"],
+        ["config key 'methods.blur_ga.gamma'", "rule 'blur' needs exactly one of gamma", "neither"],
+    ),
+    (
+        "blur rule with both gamma and alpha",
+        _set("methods.blur_ga.alpha", 800.0),
+        ["config key 'methods.blur_ga.gamma'", "exactly one of gamma or alpha", "both"],
+    ),
+    (
+        "weighted sum without gamma",
+        _delete("methods.npo_gdr.gamma"),
+        ["config key 'methods.npo_gdr.gamma' is missing", "rule 'weighted_sum' needs gamma"],
+    ),
+    (
+        "alpha on a rule that does not read it",
+        _set("methods.npo_gdr.alpha", 2.0),
+        ["config key 'methods.npo_gdr.alpha': 2.0", "alpha is read only by rule 'blur'"],
     ),
     (
         "rule without retain loss",

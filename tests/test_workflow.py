@@ -7,12 +7,14 @@ oracle), on provenance, and on Snakemake's view of the finished DAG.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -122,3 +124,25 @@ def test_changed_setting_reruns_only_dependent_jobs(tiny_run: Path) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert planned_jobs(output) == {"sanity_tofu": 1, "sanity_report": 1}, output[-3000:]
+
+
+def test_unlearning_stage_writes_every_epoch_and_its_log(tiny_run: Path) -> None:
+    from safetensors.torch import load_file
+
+    results = tiny_run / "results"
+    run = results / "muse_news" / "unlearn" / "blur_npo"
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert {entry["epoch"] for entry in log} == {1, 2}
+    # NPO starts at the reference model: its loss is (2 / beta) * log 2 with beta 0.1.
+    assert log[0]["forget_loss"] == pytest.approx(20 * math.log(2), rel=1e-5)
+    assert log[-1]["forget_loss"] < log[0]["forget_loss"]
+    assert all({"inner", "forget_sq", "retain_sq", "cosine", "xi"} <= set(e) for e in log)
+    for epoch in (1, 2):
+        provenance = json.loads((run / f"epoch_{epoch}" / "provenance.json").read_text())
+        assert provenance["settings"]["method"]["rule"] == "blur"
+
+    original = load_file(results / "wmdp/models/original/model.safetensors")
+    unlearned = load_file(results / "wmdp/unlearn/rmu/epoch_1/model.safetensors")
+    changed = {k for k in original if not torch.equal(original[k], unlearned[k])}
+    assert changed == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1, 2)}
+    assert (results / "tofu/unlearn/ga_gdr-forget10/epoch_2/model.safetensors").is_file()

@@ -63,6 +63,22 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_unlearn(args: argparse.Namespace) -> None:
+    from bilevel_unlearning.unlearn.run import unlearn_step
+
+    _set_threads(args.threads)
+    unlearn_step(
+        args.benchmark,
+        args.method,
+        Path(args.model),
+        Path(args.data),
+        Path(args.out),
+        args.settings,
+        args.seed,
+        args.precision,
+    )
+
+
 def cmd_sanity(args: argparse.Namespace) -> None:
     from bilevel_unlearning.sanity import sanity_step
 
@@ -115,6 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", required=True)
     p.add_argument("--data", required=True, help="the benchmark's data folder")
     p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("unlearn", help="unlearn with one method, a checkpoint per epoch")
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--method", type=_json, required=True, help="a `methods` entry")
+    p.add_argument("--settings", type=_json, required=True, help="the `unlearn` entry")
+    p.add_argument("--model", required=True, help="the model unlearning starts from")
+    p.add_argument("--data", required=True, help="the benchmark's data folder")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--precision", default="float32")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_unlearn)
 
     p = sub.add_parser("sanity", help="probe target vs oracle on forget and retain data")
     p.add_argument("--benchmark", required=True)

@@ -453,10 +453,19 @@ def single_method_problems(name: str, method: Mapping[str, Any]) -> list[str]:
             f"config key '{key_path([*base, 'rule'])}' is missing: retain_loss '{retain}' "
             f"needs a rule that combines it with the forget loss ({one_of(RULES_NEEDING_RETAIN)})"
         )
-    if rule == "blur" and "gamma" not in method and "alpha" not in method:
+    if rule == "blur" and ("gamma" in method) == ("alpha" in method):
         problems.append(
-            f"config key '{key_path([*base, 'gamma'])}' is missing: rule 'blur' needs gamma "
-            "(or alpha, the RMU form's retain weight)"
+            f"config key '{key_path([*base, 'gamma'])}': rule 'blur' needs exactly one of gamma "
+            "or alpha (the RMU form's retain weight), not "
+            + ("both" if "gamma" in method else "neither")
+        )
+    if rule in ("weighted_sum", "blur_reversed") and "gamma" not in method:
+        problems.append(
+            f"config key '{key_path([*base, 'gamma'])}' is missing: rule '{rule}' needs gamma"
+        )
+    if "alpha" in method and rule not in (None, "blur"):
+        problems.append(
+            _not_allowed([*base, "alpha"], method["alpha"], "alpha is read only by rule 'blur'")
         )
     if forget == "rmu" and retain is not None and retain != "rmu":
         problems.append(

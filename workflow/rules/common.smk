@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from bilevel_unlearning.config import validate_config
-from bilevel_unlearning.data.layout import layout_files
+from bilevel_unlearning.data.layout import TOFU_RETAIN_OF, layout_files
 from bilevel_unlearning.data.miniature import LM_EVAL_TASKS
 from bilevel_unlearning.models.recipes import model_roles, role_sources
 
@@ -15,6 +15,8 @@ RESULTS = config["results_dir"]
 BENCHMARKS = config["benchmarks"]
 SEED = config["seed"]
 ENV = "../../envs/bilevel-unlearning.yaml"
+# The model each benchmark's unlearning starts from (the oracles are references, not starts).
+START_ROLE = {"muse": "target", "tofu": "full", "wmdp": "original"}
 # Jobs run `python -m bilevel_unlearning.cli`: the interpreter Snakemake runs in (the project's
 # .venv) comes first on PATH, unless --sdm conda activates the rule's environment in front of it.
 

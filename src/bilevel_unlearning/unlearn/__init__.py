@@ -1,0 +1,1 @@
+"""Unlearning: forget/retain losses, gradient combination rules and the training loop."""

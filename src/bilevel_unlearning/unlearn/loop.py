@@ -1,0 +1,293 @@
+"""One unlearning loop for every gradient method: forget loss + retain loss + update rule.
+
+Per optimizer step, over `grad_accum` micro-batches:
+  1. the forget loss is back-propagated through every micro-batch; the accumulated gradient is
+     copied into the one extra buffer g_F;
+  2. the retain loss is back-propagated through the same micro-batches, into .grad (g_R);
+  3. the rule combines them and writes the direction into .grad (in place), then the optimizer
+     steps. Clipping, if configured, applies to the combined direction.
+g_F and g_R are each accumulated over all micro-batches before they are combined (the authors'
+code combined only the last micro-batch's). Under DDP each backward pass's last micro-batch
+all-reduces, so both gradients are global before the rule sees them.
+
+Each epoch ends with an atomic checkpoint folder (weights + optimizer/scheduler state) and the
+step log up to that point; a run resumes from the last complete checkpoint and gives the same
+weights as an uninterrupted run, because each epoch's data order comes from (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bilevel_unlearning.io import atomic_path, write_text
+from bilevel_unlearning.unlearn.data import MicroBatch, UnlearnData, epoch_micro_batches
+from bilevel_unlearning.unlearn.objectives import Objective
+from bilevel_unlearning.unlearn.rules import GradStats, combine
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.pt"
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    epochs: int
+    learning_rate: float
+    batch_size: int = 4
+    grad_accum: int = 1
+    schedule: str = "constant"  # constant | linear (warm-up then linear decay to 0)
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    clip_norm: float | None = None  # on the combined direction; None as in the authors' runs
+    seed: int = 0
+    log_every: int = 10
+
+
+@dataclass
+class StepRecord:
+    epoch: int
+    step: int
+    values: dict[str, float] = field(default_factory=dict)
+
+    def as_json(self) -> str:
+        return json.dumps({"epoch": self.epoch, "step": self.step, **self.values}, sort_keys=True)
+
+
+def learning_rate_factor(settings: LoopSettings, total_steps: int) -> Callable[[int], float]:
+    """Constant, or linear warm-up then linear decay to zero (the TOFU setting)."""
+
+    def factor(step: int) -> float:
+        if step < settings.warmup_steps:
+            return (step + 1) / settings.warmup_steps
+        if settings.schedule == "constant":
+            return 1.0
+        remaining = total_steps - settings.warmup_steps
+        return max(0.0, 1.0 - (step - settings.warmup_steps) / max(1, remaining))
+
+    return factor
+
+
+def epoch_folder(out: Path, epoch: int) -> Path:
+    return out / f"epoch_{epoch}"
+
+
+def last_complete_epoch(out: Path, epochs: int) -> int:
+    """The latest epoch whose checkpoint folder exists (folders are written atomically)."""
+    done = [e for e in range(1, epochs + 1) if (epoch_folder(out, e) / STATE_FILE).is_file()]
+    return max(done, default=0)
+
+
+def grouped(batches: Sequence[MicroBatch], size: int) -> Iterator[Sequence[MicroBatch]]:
+    for first in range(0, len(batches), size):
+        yield batches[first : first + size]
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or gradient became NaN or infinite: the run stops before that update."""
+
+
+def _check_finite(name: str, value: torch.Tensor, epoch: int, step: int) -> None:
+    if not torch.isfinite(value).all():
+        raise NonFiniteError(
+            f"{name} is {value.item() if value.numel() == 1 else 'non-finite'} at epoch {epoch}, "
+            f"step {step}: stopping before the update (no checkpoint is written for it). "
+            "Lower the learning rate, or check the method's hyperparameters."
+        )
+
+
+@dataclass
+class Unlearner:
+    """Runs one method on one benchmark's data; owns the model, optimizer and log."""
+
+    model: torch.nn.Module
+    objective: Objective
+    data: UnlearnData
+    settings: LoopSettings
+    out: Path
+    accelerator: Any = None
+    save_model: Callable[[torch.nn.Module, Path], None] | None = None
+    records: list[StepRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.accelerator is None:
+            from accelerate import Accelerator
+
+            self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        self.params = [p for p in self.objective.trainable(self.model) if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
+        )
+        steps_per_epoch = math.ceil(self._micro_batches_per_epoch() / self.settings.grad_accum)
+        self.total_steps = steps_per_epoch * self.settings.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, learning_rate_factor(self.settings, self.total_steps)
+        )
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
+            self.model, self.optimizer, self.scheduler
+        )
+        self.forget_buffer = [torch.zeros_like(p) for p in self.params] if self.two_passes else []
+        for (
+            parameter
+        ) in self.params:  # real .grad tensors from the start: the rule writes into them
+            parameter.grad = torch.zeros_like(parameter)
+
+    @property
+    def two_passes(self) -> bool:
+        return self.objective.retain is not None
+
+    def _micro_batches_per_epoch(self) -> int:
+        size = self.settings.batch_size
+        return sum(math.ceil(len(topic) / size) for topic in self.data.forget)
+
+    def _epoch_batches(self, epoch: int) -> list[MicroBatch]:
+        generator = torch.Generator().manual_seed(self.settings.seed * 1_000_003 + epoch)
+        return epoch_micro_batches(self.data, self.settings.batch_size, generator, self.two_passes)
+
+    # -- one optimizer step -------------------------------------------------------------------
+
+    def _backward(
+        self, group: Sequence[MicroBatch], loss_of: Callable[[MicroBatch], torch.Tensor]
+    ) -> float:
+        """Accumulate the mean loss of the group's micro-batches into .grad; sync on the last."""
+        total = 0.0
+        for index, micro in enumerate(group):
+            last = index == len(group) - 1
+            sync = contextlib.nullcontext() if last else self.accelerator.no_sync(self.model)
+            with sync:
+                loss = loss_of(micro) / len(group)
+                self.accelerator.backward(loss)
+            total += loss.detach()
+        return total
+
+    def _step(self, group: Sequence[MicroBatch], epoch: int, step: int) -> dict[str, float]:
+        grads = self._grads
+        self.optimizer.zero_grad(set_to_none=False)
+        forget = self._backward(group, lambda m: self.objective.forget_loss(self.model, m))
+        _check_finite("the forget loss", forget, epoch, step)
+        values = {"forget_loss": float(forget)}
+        if self.two_passes:
+            torch._foreach_copy_(self.forget_buffer, grads())
+            self.optimizer.zero_grad(set_to_none=False)
+            retain = self._backward(group, lambda m: self.objective.retain_loss(self.model, m))
+            _check_finite("the retain loss", retain, epoch, step)
+            stats = combine(self.objective.rule, self.forget_buffer, grads(), self.objective.config)
+            values["retain_loss"] = float(retain)
+        else:
+            stats = GradStats.of_forget_only(grads())
+        values.update(stats.as_floats())
+        _check_finite("the update direction's norm", torch.tensor(values["forget_sq"]), epoch, step)
+        if self.settings.clip_norm is not None:
+            self.accelerator.clip_grad_norm_(self.params, self.settings.clip_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        return values
+
+    def _grads(self) -> list[torch.Tensor]:
+        return [p.grad for p in self.params]
+
+    # -- epochs, checkpoints, resume ----------------------------------------------------------
+
+    def run(self) -> list[StepRecord]:
+        start = last_complete_epoch(self.out, self.settings.epochs)
+        if start:
+            self._resume(start)
+        progress = _progress(self.total_steps, start * self.total_steps // self.settings.epochs)
+        for epoch in range(start + 1, self.settings.epochs + 1):
+            self.model.train()
+            for group in grouped(self._epoch_batches(epoch), self.settings.grad_accum):
+                step = len(self.records) + 1
+                began, tokens = (
+                    time.perf_counter(),
+                    sum(int(m.forget["attention_mask"].sum()) for m in group),
+                )
+                values = self._step(group, epoch, step)
+                values["learning_rate"] = self.scheduler.get_last_lr()[0]
+                values["tokens_per_s"] = tokens / (time.perf_counter() - began)
+                self.records.append(StepRecord(epoch, step, values))
+                progress(step, values, self.settings.log_every)
+            self._checkpoint(epoch)
+        return self.records
+
+    def _checkpoint(self, epoch: int) -> None:
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return
+        with atomic_path(epoch_folder(self.out, epoch)) as tmp:
+            model = self.accelerator.unwrap_model(self.model)
+            if self.save_model is not None:
+                self.save_model(model, tmp)
+            else:
+                model.save_pretrained(tmp, safe_serialization=True)
+            state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "steps": len(self.records),
+            }
+            torch.save(state, tmp / STATE_FILE)
+        write_text(self.out / LOG_FILE, "".join(r.as_json() + "\n" for r in self.records))
+        log.info("epoch %d: checkpoint %s", epoch, epoch_folder(self.out, epoch))
+
+    def _resume(self, epoch: int) -> None:
+        """Load the weights, optimizer and scheduler of a finished epoch and its log."""
+        from safetensors.torch import load_file
+
+        folder = epoch_folder(self.out, epoch)
+        model = self.accelerator.unwrap_model(self.model)
+        weights = {}
+        for shard in sorted(folder.glob("*.safetensors")):
+            weights.update(load_file(shard))
+        model.load_state_dict(weights, strict=False)
+        state = torch.load(folder / STATE_FILE, weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        lines = (
+            (self.out / LOG_FILE).read_text().splitlines() if (self.out / LOG_FILE).exists() else []
+        )
+        self.records = [_record(json.loads(line)) for line in lines][: state["steps"]]
+        log.info("resumed after epoch %d (%d steps) from %s", epoch, state["steps"], folder)
+
+
+def _record(entry: Mapping[str, Any]) -> StepRecord:
+    values = {k: v for k, v in entry.items() if k not in ("epoch", "step")}
+    return StepRecord(entry["epoch"], entry["step"], values)
+
+
+def _progress(total: int, done: int) -> Callable[[int, Mapping[str, float], int], None]:
+    """A progress bar on a terminal; plain periodic log lines in batch logs."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=done, unit="step")
+
+        def show(step: int, values: Mapping[str, float], every: int) -> None:
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{values['forget_loss']:.4f}", tok_s=f"{values['tokens_per_s']:.0f}"
+            )
+
+        return show
+
+    def line(step: int, values: Mapping[str, float], every: int) -> None:
+        if step % every == 0 or step == total:
+            log.info(
+                "step %d/%d forget_loss %.4f retain_loss %s tokens/s %.0f",
+                step,
+                total,
+                values["forget_loss"],
+                f"{values['retain_loss']:.4f}" if "retain_loss" in values else "-",
+                values["tokens_per_s"],
+            )
+
+    return line

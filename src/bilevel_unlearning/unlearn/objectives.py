@@ -1,0 +1,126 @@
+"""A method's objective: its forget loss and retain loss evaluated on the model, by config name.
+
+The losses themselves are pure functions of model outputs (``losses.py``); this module runs the
+forward passes they need: the frozen reference model for NPO and KL, hidden states of a decoder
+layer for RMU (through a forward hook, so the layer's own output is used, not a normed one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bilevel_unlearning.unlearn import losses
+from bilevel_unlearning.unlearn.data import MicroBatch
+
+
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The decoder layers of a Llama-like causal LM (wrapped by DDP or not)."""
+    inner = getattr(model, "module", model)
+    return inner.model.layers
+
+
+@contextlib.contextmanager
+def captured_output(layer: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Record the hidden states a decoder layer outputs during the forward passes inside."""
+    store: list[torch.Tensor] = []
+
+    def hook(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
+        store.append(output[0] if isinstance(output, tuple) else output)
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+@dataclass
+class Objective:
+    """Forget loss + retain loss (or none) + the rule that combines their gradients."""
+
+    config: Mapping[str, Any]
+    reference: torch.nn.Module | None = None  # frozen copy of the model unlearning starts from
+
+    def __post_init__(self) -> None:
+        self.forget = self.config["forget_loss"]
+        self.retain = self.config.get("retain_loss")
+        self.rule = self.config.get("rule", "weighted_sum")
+        if self.reference is not None:
+            self.reference.eval().requires_grad_(False)
+        self._control: dict[int, torch.Tensor] = {}
+
+    # -- which parameters move ----------------------------------------------------------------
+
+    def rmu_layers(self, model: torch.nn.Module) -> list[int]:
+        count = len(decoder_layers(model))
+        return list(self.config.get("layers", [max(0, count - 3), max(0, count - 2), count - 1]))
+
+    def trainable(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
+        """All parameters, or for RMU only mlp.down_proj of the chosen layers (others frozen)."""
+        if self.forget != "rmu":
+            return list(model.parameters())
+        model.requires_grad_(False)
+        chosen = [decoder_layers(model)[i].mlp.down_proj.weight for i in self.rmu_layers(model)]
+        for parameter in chosen:
+            parameter.requires_grad_(True)
+        return chosen
+
+    # -- losses on a micro-batch --------------------------------------------------------------
+
+    def _reference_logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            return self.reference(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).logits
+
+    def _hidden(self, model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The output of the steering layer (the last RMU layer) for this batch."""
+        layer = decoder_layers(model)[max(self.rmu_layers(model))]
+        with captured_output(layer) as store:
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        return store[0]
+
+    def control_vector(self, topic: int, hidden_size: int, device: torch.device) -> torch.Tensor:
+        if topic not in self._control:
+            seed = int(self.config.get("seed", 0))
+            self._control[topic] = losses.rmu_control_vector(hidden_size, seed, topic)
+        return self._control[topic].to(device)
+
+    def forget_loss(self, model: torch.nn.Module, micro: MicroBatch) -> torch.Tensor:
+        batch = micro.forget
+        if self.forget == "rmu":
+            hidden = self._hidden(model, batch)
+            u = self.control_vector(micro.topic, hidden.shape[-1], hidden.device)
+            coefficient = float(self.config.get("steering_coefficient", 6.5))
+            return losses.rmu_forget_loss(hidden, u, coefficient, batch["attention_mask"])
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        labels = batch["labels"]
+        if self.forget == "ga":
+            return losses.ga_loss(logits, labels)
+        if self.forget == "simnpo":
+            return losses.simnpo_loss(
+                logits, labels, float(self.config["beta"]), float(self.config.get("delta", 0.0))
+            )
+        reference = self._reference_logits(batch)
+        beta = float(self.config["beta"])
+        if self.config.get("npo_form", "sequence") == "muse_logits":
+            return losses.npo_muse_logits_loss(logits, reference, labels, beta)
+        return losses.npo_loss(logits, reference, labels, beta)
+
+    def retain_loss(self, model: torch.nn.Module, micro: MicroBatch) -> torch.Tensor:
+        batch = micro.retain
+        if self.retain == "rmu":
+            hidden = self._hidden(model, batch)
+            with torch.no_grad():
+                frozen = self._hidden(self.reference, batch)
+            return losses.rmu_retain_loss(hidden, frozen, batch["attention_mask"])
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        if self.retain == "nll":
+            return losses.nll_loss(logits, batch["labels"])
+        form = self.config.get("kl_form", "token_distribution")
+        return losses.kl_loss(logits, self._reference_logits(batch), batch["labels"], form=form)

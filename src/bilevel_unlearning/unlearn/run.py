@@ -1,0 +1,88 @@
+"""The unlearn step: one method on one benchmark, from the target model to epoch checkpoints."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bilevel_unlearning.models.hf import load_model, load_tokenizer
+from bilevel_unlearning.pipeline import provenance
+from bilevel_unlearning.unlearn.data import UnlearnData, muse_data, tofu_data, wmdp_data
+from bilevel_unlearning.unlearn.loop import LoopSettings, Unlearner
+from bilevel_unlearning.unlearn.objectives import Objective
+
+log = logging.getLogger(__name__)
+
+NEEDS_REFERENCE = {"npo", "kl", "rmu"}
+
+
+def benchmark_data(
+    benchmark: str, tokenizer: Any, data_dir: Path, settings: Mapping
+) -> UnlearnData:
+    """The forget/retain examples of a benchmark, batched as the paper's code batches them."""
+    length = settings["max_length"]
+    if benchmark.startswith("muse_"):
+        return muse_data(tokenizer, data_dir, length)
+    if benchmark == "tofu":
+        split = settings["forget_split"]
+        return tofu_data(tokenizer, data_dir, split, settings["retain_split"], length)
+    lengths = {topic: settings["forget_lengths"][topic] for topic in settings["topics"]}
+    return wmdp_data(tokenizer, data_dir, settings["topics"], lengths, length)
+
+
+def needs_reference(method: Mapping[str, Any]) -> bool:
+    return bool(NEEDS_REFERENCE & {method["forget_loss"], method.get("retain_loss")})
+
+
+def unlearn_step(
+    benchmark: str,
+    method: Mapping[str, Any],
+    model_dir: Path,
+    data_dir: Path,
+    out: Path,
+    settings: Mapping[str, Any],
+    seed: int,
+    precision: str = "float32",
+) -> None:
+    """Unlearn with `method`, writing out/epoch_{k}/ (HF folders) and out/train_log.jsonl."""
+    torch.manual_seed(seed)
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, precision)
+    reference = copy.deepcopy(model) if needs_reference(method) else None
+    objective = Objective({**method, "seed": seed}, reference)
+    data = benchmark_data(benchmark, tokenizer, data_dir, settings)
+    loop = LoopSettings(
+        epochs=settings["epochs"],
+        learning_rate=settings["learning_rate"],
+        batch_size=settings["batch_size"],
+        grad_accum=settings.get("grad_accum", 1),
+        schedule=settings.get("schedule", "constant"),
+        warmup_steps=settings.get("warmup_steps", 0),
+        weight_decay=settings.get("weight_decay", 0.0),
+        clip_norm=settings.get("clip_norm"),
+        seed=seed,
+    )
+    record = provenance(
+        seed,
+        {"method": dict(method), **settings},
+        [model_dir / "model.safetensors"],
+        benchmark=benchmark,
+    )
+
+    def save(model: torch.nn.Module, folder: Path) -> None:
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        (folder / "provenance.json").write_text(_json(record))
+
+    Unlearner(model, objective, data, loop, out, save_model=save).run()
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=2, sort_keys=True)

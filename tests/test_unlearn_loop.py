@@ -1,0 +1,202 @@
+"""The unlearning loop: accumulation, resume, NaN guard, every method lowering its forget loss."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from bilevel_unlearning.models.train import Example
+from bilevel_unlearning.unlearn.data import UnlearnData
+from bilevel_unlearning.unlearn.loop import (
+    LOG_FILE,
+    LoopSettings,
+    NonFiniteError,
+    Unlearner,
+    epoch_folder,
+)
+from bilevel_unlearning.unlearn.objectives import Objective
+
+VOCAB, LENGTH = 64, 12
+
+
+def tiny_model(seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=0,
+    )
+    return LlamaForCausalLM(config)
+
+
+def examples(count: int, seed: int) -> tuple[Example, ...]:
+    """Equal-length sequences (no padding), so per-micro-batch means average exactly."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, VOCAB, (count, LENGTH), generator=generator).tolist()
+    return tuple(Example(tuple(row), tuple(row)) for row in ids)
+
+
+def data(topics: int = 1) -> UnlearnData:
+    return UnlearnData(tuple(examples(8, t) for t in range(topics)), examples(8, 100), pad_id=0)
+
+
+def method(name: str) -> dict:
+    return {
+        "ga": {"forget_loss": "ga"},
+        "ga_gdr": {"forget_loss": "ga", "retain_loss": "nll", "rule": "weighted_sum", "gamma": 1.0},
+        "npo": {"forget_loss": "npo", "beta": 0.1},
+        "npo_klr": {
+            "forget_loss": "npo",
+            "retain_loss": "kl",
+            "rule": "weighted_sum",
+            "gamma": 1.0,
+            "beta": 0.1,
+        },
+        "simnpo": {
+            "forget_loss": "simnpo",
+            "retain_loss": "nll",
+            "rule": "weighted_sum",
+            "gamma": 1.0,
+            "beta": 0.7,
+            "delta": 0.0,
+        },
+        "blur_npo": {
+            "forget_loss": "npo",
+            "retain_loss": "nll",
+            "rule": "blur",
+            "gamma": 1.0,
+            "beta": 0.1,
+        },
+        "blur_reversed": {
+            "forget_loss": "npo",
+            "retain_loss": "nll",
+            "rule": "blur_reversed",
+            "gamma": 1.0,
+            "beta": 0.1,
+        },
+        "rmu": {
+            "forget_loss": "rmu",
+            "retain_loss": "rmu",
+            "rule": "weighted_sum",
+            "gamma": 100.0,
+            "layers": [0, 1],
+            "steering_coefficient": 6.5,
+        },
+        "blur_rmu": {
+            "forget_loss": "rmu",
+            "retain_loss": "rmu",
+            "rule": "blur",
+            "alpha": 100.0,
+            "layers": [0, 1],
+            "steering_coefficient": 6.5,
+        },
+    }[name]
+
+
+def unlearner(name: str, out: Path, topics: int = 1, **settings) -> Unlearner:
+    model = tiny_model()
+    objective = Objective(method(name), copy.deepcopy(model))
+    loop = LoopSettings(**{"epochs": 1, "learning_rate": 1e-3, "batch_size": 4, **settings})
+    return Unlearner(model, objective, data(topics), loop, out)
+
+
+def weights(unlearner: Unlearner) -> dict[str, torch.Tensor]:
+    model = unlearner.accelerator.unwrap_model(unlearner.model)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", ["ga_gdr", "blur_npo", "npo_klr"])
+def test_accumulating_four_micro_batches_equals_one_batch_of_four(
+    tmp_path: Path, name: str
+) -> None:
+    """g_F and g_R are each accumulated over the micro-batches before the rule combines them."""
+    whole = unlearner(name, tmp_path / "whole", batch_size=4, grad_accum=1)
+    split = unlearner(name, tmp_path / "split", batch_size=1, grad_accum=4)
+    whole.run()
+    split.run()
+    assert len(whole.records) == len(split.records) == 2
+    for key, value in weights(whole).items():
+        torch.testing.assert_close(weights(split)[key], value, rtol=1e-5, atol=1e-6)
+    for a, b in zip(whole.records, split.records, strict=True):
+        assert a.values["forget_sq"] == pytest.approx(b.values["forget_sq"], rel=1e-4)
+        assert a.values["inner"] == pytest.approx(b.values["inner"], rel=1e-4, abs=1e-9)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_after_an_interruption_gives_bitwise_equal_weights(tmp_path: Path) -> None:
+    straight = unlearner("blur_npo", tmp_path / "straight", epochs=3)
+    straight.run()
+
+    first = unlearner("blur_npo", tmp_path / "resumed", epochs=3)
+    checkpoint = first._checkpoint
+
+    def stop_after_epoch_1(epoch: int) -> None:
+        checkpoint(epoch)
+        raise Interrupted
+
+    first._checkpoint = stop_after_epoch_1
+    with pytest.raises(Interrupted):
+        first.run()
+    assert epoch_folder(tmp_path / "resumed", 1).is_dir()
+    assert not epoch_folder(tmp_path / "resumed", 2).exists()
+
+    resumed = unlearner("blur_npo", tmp_path / "resumed", epochs=3)
+    resumed.run()
+    for key, value in weights(straight).items():
+        assert torch.equal(weights(resumed)[key], value), key
+    log_straight = (tmp_path / "straight" / LOG_FILE).read_text().splitlines()
+    log_resumed = (tmp_path / "resumed" / LOG_FILE).read_text().splitlines()
+    assert len(log_straight) == len(log_resumed) == 6
+    strip = lambda line: {k: v for k, v in json.loads(line).items() if k != "tokens_per_s"}  # noqa: E731
+    assert [strip(x) for x in log_straight] == [strip(x) for x in log_resumed]
+
+
+def test_non_finite_loss_stops_before_the_update_and_writes_no_checkpoint(tmp_path: Path) -> None:
+    run = unlearner("ga_gdr", tmp_path / "nan")
+    model = run.accelerator.unwrap_model(run.model)
+    with torch.no_grad():
+        model.model.embed_tokens.weight[5] = float("nan")
+    before = weights(run)
+    with pytest.raises(NonFiniteError, match="forget loss"):
+        run.run()
+    assert not epoch_folder(tmp_path / "nan", 1).exists()
+    after = weights(run)
+    assert all(torch.equal(after[k], v) or torch.isnan(v).any() for k, v in before.items())
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["ga", "ga_gdr", "npo", "npo_klr", "simnpo", "blur_npo", "blur_reversed", "rmu", "blur_rmu"],
+)
+def test_every_method_lowers_its_forget_loss(tmp_path: Path, name: str) -> None:
+    run = unlearner(name, tmp_path / name, topics=2 if "rmu" in name else 1, epochs=4)
+    records = run.run()
+    losses = [r.values["forget_loss"] for r in records]
+    assert losses[-1] < losses[0], losses
+    assert all(k in records[0].values for k in ("forget_sq", "learning_rate", "tokens_per_s"))
+    if "retain_loss" in method(name):
+        assert {"retain_sq", "inner", "cosine"} <= set(records[0].values)
+
+
+def test_rmu_trains_only_the_chosen_down_projections(tmp_path: Path) -> None:
+    run = unlearner("rmu", tmp_path / "rmu", topics=2)
+    model = run.accelerator.unwrap_model(run.model)
+    before = weights(run)
+    run.run()
+    after = weights(run)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1)}
+    assert sum(p.requires_grad for p in model.parameters()) == 2

@@ -1,0 +1,78 @@
+# Unlearning stage: one job per (benchmark, run); a run is a method (and, on TOFU, a forget
+# split). Each job writes one Hugging Face folder per epoch and the per-step log.
+
+
+def unlearn_runs(benchmark):
+    """Run name -> (method name, extra settings) of a benchmark."""
+    methods = config["unlearn"][benchmark]["methods"]
+    if benchmark != "tofu":
+        return {m: (m, {}) for m in methods}
+    return {
+        f"{m}-{split}": (
+            m,
+            {"forget_split": split, "retain_split": TOFU_RETAIN_OF[split]},
+        )
+        for m in methods
+        for split in config["tofu"]["forget_splits"]
+    }
+
+
+def unlearn_outputs(benchmark, run):
+    folder = f"{RESULTS}/{benchmark}/unlearn/{run}"
+    epochs = range(1, config["unlearn"][benchmark]["epochs"] + 1)
+    return [directory(f"{folder}/epoch_{e}") for e in epochs] + [
+        f"{folder}/train_log.jsonl"
+    ]
+
+
+def start_model(benchmark):
+    return f"{RESULTS}/{benchmark}/models/{START_ROLE[benchmark.split('_')[0]]}"
+
+
+for _benchmark in BENCHMARKS:
+    for _run, (_method, _extra) in unlearn_runs(_benchmark).items():
+
+        rule:
+            name:
+                f"unlearn_{_benchmark}_{_run.replace('-', '_')}"
+            input:
+                model=start_model(_benchmark),
+                data=data_files(_benchmark),
+            output:
+                unlearn_outputs(_benchmark, _run),
+            log:
+                f"{RESULTS}/logs/unlearn/{_benchmark}_{_run}.log",
+            benchmark:
+                f"{RESULTS}/benchmarks/unlearn/{_benchmark}_{_run}.tsv"
+            conda:
+                ENV
+            threads: 1
+            params:
+                seed=SEED,
+                benchmark=_benchmark,
+                precision=config["precision"],
+                method=as_json(config["methods"][_method]),
+                settings=as_json(
+                    {
+                        **config["unlearn"][_benchmark],
+                        **_extra,
+                        **(
+                            {"topics": config["wmdp"]["topics"]}
+                            if _benchmark == "wmdp"
+                            else {}
+                        ),
+                    }
+                ),
+                data=lambda w, input: ancestor_named(input.data[0], "data"),
+                out=lambda w, output: str(Path(output[-1]).parent),
+            shell:
+                "python -m bilevel_unlearning.cli unlearn --benchmark {params.benchmark}"
+                " --method '{params.method}' --settings '{params.settings}'"
+                " --model {input.model} --data {params.data} --seed {params.seed}"
+                " --precision {params.precision} --threads {threads} --out {params.out}"
+                " > {log} 2>&1"
+
+
+rule unlearn:
+    input:
+        [unlearn_outputs(b, run) for b in BENCHMARKS for run in unlearn_runs(b)],
