@@ -96,22 +96,35 @@ def wmdp_data(
 
 
 def epoch_micro_batches(
-    data: UnlearnData, batch_size: int, generator: torch.Generator, with_retain: bool
+    data: UnlearnData,
+    batch_size: int,
+    generator: torch.Generator,
+    with_retain: bool,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> list[MicroBatch]:
-    """One epoch: each topic's forget examples shuffled and batched, topics interleaved.
+    """One epoch of this process's micro-batches: topics shuffled, batched and interleaved.
 
-    Forget example j of a topic is paired with retain example j modulo the retain length (its
-    index before shuffling), as MUSE pairs its chunks, so a pair is the same in every epoch.
+    Every process draws the same global order; a global batch holds batch_size * world_size
+    examples and process `rank` takes its slice, so DDP's averaged gradient is the gradient of
+    the global batch. Forget example j of a topic is paired with retain example j modulo the
+    retain length (its index before shuffling), as MUSE pairs its chunks.
     """
+    global_size = batch_size * world_size
     per_topic = []
     for topic, examples in enumerate(data.forget):
         order = torch.randperm(len(examples), generator=generator).tolist()
         per_topic.append(
-            [(topic, order[s : s + batch_size]) for s in range(0, len(order), batch_size)]
+            [
+                (topic, order[s : s + global_size][rank * batch_size : (rank + 1) * batch_size])
+                for s in range(0, len(order), global_size)
+            ]
         )
     batches: list[MicroBatch] = []
     for round_ in range(max(len(t) for t in per_topic)):
         for topic, indices in (t[round_] for t in per_topic if round_ < len(t)):
+            if not indices:
+                continue
             retain = None
             if with_retain:
                 picks = [data.retain[i % len(data.retain)] for i in indices]

@@ -148,12 +148,19 @@ class Unlearner:
         return self.objective.retain is not None
 
     def _micro_batches_per_epoch(self) -> int:
-        size = self.settings.batch_size
+        size = self.settings.batch_size * self.accelerator.num_processes
         return sum(math.ceil(len(topic) / size) for topic in self.data.forget)
 
     def _epoch_batches(self, epoch: int) -> list[MicroBatch]:
         generator = torch.Generator().manual_seed(self.settings.seed * 1_000_003 + epoch)
-        return epoch_micro_batches(self.data, self.settings.batch_size, generator, self.two_passes)
+        return epoch_micro_batches(
+            self.data,
+            self.settings.batch_size,
+            generator,
+            self.two_passes,
+            rank=self.accelerator.process_index,
+            world_size=self.accelerator.num_processes,
+        )
 
     # -- one optimizer step -------------------------------------------------------------------
 
