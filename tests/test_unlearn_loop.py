@@ -97,3 +97,14 @@ def test_rmu_trains_only_the_chosen_down_projections(tmp_path: Path) -> None:
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1)}
     assert sum(p.requires_grad for p in model.parameters()) == 2
+
+
+def test_non_finite_gradient_with_a_finite_loss_also_stops_the_run(tmp_path: Path) -> None:
+    run = unlearner("blur_npo", tmp_path / "nan_grad")
+    model = run.accelerator.unwrap_model(run.model)
+    model.lm_head.weight.register_hook(lambda grad: grad * float("nan"))
+    before = weights(run)
+    with pytest.raises(NonFiniteError, match="gradient statistic forget_sq"):
+        run.run()
+    assert not epoch_folder(tmp_path / "nan_grad", 1).exists()
+    assert all(torch.equal(weights(run)[k], v) for k, v in before.items())

@@ -146,3 +146,12 @@ def test_unlearning_stage_writes_every_epoch_and_its_log(tiny_run: Path) -> None
     changed = {k for k in original if not torch.equal(original[k], unlearned[k])}
     assert changed == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1, 2)}
     assert (results / "tofu/unlearn/ga_gdr-forget10/epoch_2/model.safetensors").is_file()
+
+
+def test_adding_a_method_plans_only_its_own_unlearning_job(tiny_run: Path) -> None:
+    override = tiny_run / "more_methods.yaml"
+    override.write_text("unlearn:\n  muse_news:\n    methods: [npo, blur_npo, ga]\n")
+    result = snakemake(tiny_run, "--dry-run", overrides=(override,))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert planned_jobs(output) == {"unlearn_muse_news_ga": 1}, output[-3000:]

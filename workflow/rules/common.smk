@@ -49,3 +49,37 @@ def model_dirs(benchmark):
 def ancestor_named(path, name):
     """The folder called `name` that holds `path`: a job's data or models folder from its files."""
     return str(next(p for p in Path(path).parents if p.name == name))
+
+
+def unlearn_runs(benchmark):
+    """Run name -> (method name, the run's settings) of a benchmark.
+
+    The settings are the benchmark's `unlearn` entry without its method list (adding a method
+    must not rerun the others), plus the TOFU split or the WMDP topics of the run.
+    """
+    entry = config["unlearn"][benchmark]
+    shared = {k: v for k, v in entry.items() if k != "methods"}
+    if benchmark == "wmdp":
+        shared["topics"] = config["wmdp"]["topics"]
+    if benchmark != "tofu":
+        return {m: (m, shared) for m in entry["methods"]}
+    return {
+        f"{m}-{split}": (
+            m,
+            {**shared, "forget_split": split, "retain_split": TOFU_RETAIN_OF[split]},
+        )
+        for m in entry["methods"]
+        for split in config["tofu"]["forget_splits"]
+    }
+
+
+def unlearn_outputs(benchmark, run):
+    folder = f"{RESULTS}/{benchmark}/unlearn/{run}"
+    epochs = range(1, config["unlearn"][benchmark]["epochs"] + 1)
+    return [directory(f"{folder}/epoch_{e}") for e in epochs] + [
+        f"{folder}/train_log.jsonl"
+    ]
+
+
+def start_model(benchmark):
+    return f"{RESULTS}/{benchmark}/models/{START_ROLE[benchmark.split('_')[0]]}"

@@ -2,35 +2,8 @@
 # split). Each job writes one Hugging Face folder per epoch and the per-step log.
 
 
-def unlearn_runs(benchmark):
-    """Run name -> (method name, extra settings) of a benchmark."""
-    methods = config["unlearn"][benchmark]["methods"]
-    if benchmark != "tofu":
-        return {m: (m, {}) for m in methods}
-    return {
-        f"{m}-{split}": (
-            m,
-            {"forget_split": split, "retain_split": TOFU_RETAIN_OF[split]},
-        )
-        for m in methods
-        for split in config["tofu"]["forget_splits"]
-    }
-
-
-def unlearn_outputs(benchmark, run):
-    folder = f"{RESULTS}/{benchmark}/unlearn/{run}"
-    epochs = range(1, config["unlearn"][benchmark]["epochs"] + 1)
-    return [directory(f"{folder}/epoch_{e}") for e in epochs] + [
-        f"{folder}/train_log.jsonl"
-    ]
-
-
-def start_model(benchmark):
-    return f"{RESULTS}/{benchmark}/models/{START_ROLE[benchmark.split('_')[0]]}"
-
-
 for _benchmark in BENCHMARKS:
-    for _run, (_method, _extra) in unlearn_runs(_benchmark).items():
+    for _run, (_method, _settings) in unlearn_runs(_benchmark).items():
 
         rule:
             name:
@@ -52,17 +25,7 @@ for _benchmark in BENCHMARKS:
                 benchmark=_benchmark,
                 precision=config["precision"],
                 method=as_json(config["methods"][_method]),
-                settings=as_json(
-                    {
-                        **config["unlearn"][_benchmark],
-                        **_extra,
-                        **(
-                            {"topics": config["wmdp"]["topics"]}
-                            if _benchmark == "wmdp"
-                            else {}
-                        ),
-                    }
-                ),
+                settings=as_json(_settings),
                 data=lambda w, input: ancestor_named(input.data[0], "data"),
                 out=lambda w, output: str(Path(output[-1]).parent),
             shell:

@@ -193,8 +193,10 @@ class Unlearner:
             values["retain_loss"] = float(retain)
         else:
             stats = GradStats.of_forget_only(grads())
-        values.update(stats.as_floats())
-        _check_finite("the update direction's norm", torch.tensor(values["forget_sq"]), epoch, step)
+        gradient_stats = stats.as_floats()
+        for name, value in gradient_stats.items():
+            _check_finite(f"the gradient statistic {name}", torch.tensor(value), epoch, step)
+        values.update(gradient_stats)
         if self.settings.clip_norm is not None:
             self.accelerator.clip_grad_norm_(self.params, self.settings.clip_norm)
         self.optimizer.step()
