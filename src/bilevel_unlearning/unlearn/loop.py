@@ -138,9 +138,8 @@ class Unlearner:
             self.model, self.optimizer, self.scheduler
         )
         self.forget_buffer = [torch.zeros_like(p) for p in self.params] if self.two_passes else []
-        for (
-            parameter
-        ) in self.params:  # real .grad tensors from the start: the rule writes into them
+        # real .grad tensors from the start: the rule writes its direction into them
+        for parameter in self.params:
             parameter.grad = torch.zeros_like(parameter)
 
     @property
@@ -166,33 +165,34 @@ class Unlearner:
 
     def _backward(
         self, group: Sequence[MicroBatch], loss_of: Callable[[MicroBatch], torch.Tensor]
-    ) -> float:
+    ) -> torch.Tensor:
         """Accumulate the mean loss of the group's micro-batches into .grad; sync on the last."""
-        total = 0.0
+        losses = []
         for index, micro in enumerate(group):
             last = index == len(group) - 1
             sync = contextlib.nullcontext() if last else self.accelerator.no_sync(self.model)
             with sync:
                 loss = loss_of(micro) / len(group)
                 self.accelerator.backward(loss)
-            total += loss.detach()
-        return total
+            losses.append(loss.detach())
+        return torch.stack(losses).sum()
 
     def _step(self, group: Sequence[MicroBatch], epoch: int, step: int) -> dict[str, float]:
-        grads = self._grads
         self.optimizer.zero_grad(set_to_none=False)
         forget = self._backward(group, lambda m: self.objective.forget_loss(self.model, m))
         _check_finite("the forget loss", forget, epoch, step)
         values = {"forget_loss": float(forget)}
         if self.two_passes:
-            torch._foreach_copy_(self.forget_buffer, grads())
+            torch._foreach_copy_(self.forget_buffer, self._grads())
             self.optimizer.zero_grad(set_to_none=False)
             retain = self._backward(group, lambda m: self.objective.retain_loss(self.model, m))
             _check_finite("the retain loss", retain, epoch, step)
-            stats = combine(self.objective.rule, self.forget_buffer, grads(), self.objective.config)
+            stats = combine(
+                self.objective.rule, self.forget_buffer, self._grads(), self.objective.config
+            )
             values["retain_loss"] = float(retain)
         else:
-            stats = GradStats.of_forget_only(grads())
+            stats = GradStats.of_forget_only(self._grads())
         gradient_stats = stats.as_floats()
         for name, value in gradient_stats.items():
             _check_finite(f"the gradient statistic {name}", torch.tensor(value), epoch, step)
