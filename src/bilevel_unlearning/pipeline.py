@@ -18,7 +18,7 @@ from bilevel_unlearning.io import atomic_path, read_jsonl, sha256_file, write_js
 from bilevel_unlearning.models.hf import load_model, load_tokenizer, save_model, tiny_llama
 from bilevel_unlearning.models.recipes import role_sources, training_examples
 from bilevel_unlearning.models.tokenizer import train_tokenizer
-from bilevel_unlearning.models.train import text_example, train_causal_lm
+from bilevel_unlearning.models.train import Example, text_example, train_causal_lm
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,31 @@ def _set_seed(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def _train(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    settings: Mapping[str, Any],
+    seed: int,
+    replay: Sequence[Example] = (),
+    replay_per_epoch: int = 0,
+) -> list[float]:
+    """Train with a models.pretrain / models.finetune config section; packed sequences."""
+    return train_causal_lm(
+        model,
+        examples,
+        pad_id=tokenizer.pad_token_id,
+        epochs=settings["epochs"],
+        learning_rate=settings["learning_rate"],
+        batch_size=settings["batch_size"],
+        seed=seed,
+        replay=replay,
+        replay_per_epoch=replay_per_epoch,
+        pack_length=settings["max_length"],
+        log=log.info,
+    )
+
+
 def pretrain_step(
     tokenizer_dir: Path, corpus: Path, out: Path, settings: Mapping[str, Any], seed: int
 ) -> None:
@@ -82,17 +107,7 @@ def pretrain_step(
     tokenizer = load_tokenizer(tokenizer_dir)
     model = tiny_llama(settings["architecture"], tokenizer, seed)
     examples = [text_example(tokenizer, t, settings["max_length"]) for t in _texts([corpus])]
-    losses = train_causal_lm(
-        model,
-        examples,
-        pad_id=tokenizer.pad_token_id,
-        epochs=settings["epochs"],
-        learning_rate=settings["learning_rate"],
-        batch_size=settings["batch_size"],
-        seed=seed,
-        pack_length=settings["max_length"],
-        log=log.info,
-    )
+    losses = _train(model, tokenizer, examples, settings, seed)
     inputs = [corpus, tokenizer_dir / "tokenizer.json"]
     save_model(model, tokenizer, out, provenance(seed, settings, inputs, epoch_losses=losses))
 
@@ -114,19 +129,8 @@ def finetune_step(
     max_length = settings["max_length"]
     examples = training_examples(benchmark, role, data_dir, tokenizer, max_length)
     replay = [text_example(tokenizer, t, max_length) for t in _texts([corpus])]
-    losses = train_causal_lm(
-        model,
-        examples,
-        pad_id=tokenizer.pad_token_id,
-        epochs=settings["epochs"],
-        learning_rate=settings["learning_rate"],
-        batch_size=settings["batch_size"],
-        seed=seed,
-        replay=replay,
-        replay_per_epoch=round(settings["replay_general"] * len(examples)),
-        pack_length=max_length,
-        log=log.info,
-    )
+    replay_per_epoch = round(settings["replay_general"] * len(examples))
+    losses = _train(model, tokenizer, examples, settings, seed, replay, replay_per_epoch)
     inputs = [base / "model.safetensors", corpus] + [
         data_dir / s for s in role_sources(benchmark, role)
     ]
