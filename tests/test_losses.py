@@ -369,3 +369,23 @@ def test_registry_reports_missing_inputs_and_unknown_forms():
     text = LossInputs(labels=labels, logits=logits, ref_logits=ref_logits)
     with pytest.raises(ValueError, match="unknown npo_form"):
         losses.FORGET_LOSSES["npo"](text, {"beta": 0.1, "npo_form": "logits"})
+
+
+def test_whp_generic_logits_subtract_the_reinforced_boost() -> None:
+    target = torch.tensor([[[1.0, 2.0, 0.0]]])
+    reinforced = torch.tensor([[[3.0, 1.0, 0.5]]])
+    # relu(reinforced - target) = [2, 0, 0.5]; strength 1.5 -> target - [3, 0, 0.75]
+    expected = torch.tensor([[[-2.0, 2.0, -0.75]]])
+    torch.testing.assert_close(losses.generic_logits(target, reinforced, 1.5), expected)
+
+
+def test_whp_loss_is_cross_entropy_towards_the_generic_top_token() -> None:
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 5, 7, generator=generator)
+    generic = torch.randn(2, 5, 7, generator=generator)
+    labels = torch.tensor([[1, 2, 3, 4, 5], [1, 2, 3, -100, -100]])
+    # position t predicts token t+1: its target is the generic argmax at t, where t+1 counts
+    targets = generic.argmax(-1)[:, :-1]
+    counted = labels[:, 1:] != -100
+    expected = F.cross_entropy(logits[:, :-1][counted], targets[counted])
+    torch.testing.assert_close(losses.whp_loss(logits, generic, labels), expected)

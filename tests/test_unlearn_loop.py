@@ -76,7 +76,10 @@ def test_non_finite_loss_stops_before_the_update_and_writes_no_checkpoint(tmp_pa
 
 @pytest.mark.parametrize(
     "name",
-    ["ga", "ga_gdr", "npo", "npo_klr", "simnpo", "blur_npo", "blur_reversed", "rmu", "blur_rmu"],
+    [
+        *("ga", "ga_gdr", "npo", "npo_klr", "simnpo", "blur_npo", "blur_reversed"),
+        *("rmu", "blur_rmu", "task_vector", "whp"),
+    ],
 )
 def test_every_method_lowers_its_forget_loss(tmp_path: Path, name: str) -> None:
     run = unlearner(name, tmp_path / name, topics=2 if "rmu" in name else 1, epochs=4)
@@ -108,3 +111,36 @@ def test_non_finite_gradient_with_a_finite_loss_also_stops_the_run(tmp_path: Pat
         run.run()
     assert not epoch_folder(tmp_path / "nan_grad", 1).exists()
     assert all(torch.equal(weights(run)[k], v) for k, v in before.items())
+
+
+def test_task_vector_publishes_the_negated_change_and_resumes(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+    from unlearn_fixtures import tiny_model
+
+    straight = unlearner("task_vector", tmp_path / "straight", epochs=2)
+    straight.run()
+    start = tiny_model().state_dict()
+    for epoch in (1, 2):
+        folder = epoch_folder(tmp_path / "straight", epoch)
+        trained = torch.load(folder / "trainer_state.pt", weights_only=False)["weights"]
+        published = load_file(folder / "model.safetensors")
+        for key, value in published.items():
+            expected = start[key] - 5.0 * (trained[key] - start[key])
+            torch.testing.assert_close(value, expected, rtol=0, atol=1e-6)
+        assert any(not torch.equal(trained[k], start[k]) for k in published)
+
+    first = unlearner("task_vector", tmp_path / "resumed", epochs=2)
+    checkpoint = first._checkpoint
+
+    def stop_after_epoch_1(epoch: int) -> None:
+        checkpoint(epoch)
+        raise Interrupted
+
+    first._checkpoint = stop_after_epoch_1
+    with pytest.raises(Interrupted):
+        first.run()
+    unlearner("task_vector", tmp_path / "resumed", epochs=2).run()
+    for name in ("model.safetensors",):
+        a = load_file(epoch_folder(tmp_path / "straight", 2) / name)
+        b = load_file(epoch_folder(tmp_path / "resumed", 2) / name)
+        assert all(torch.equal(a[k], b[k]) for k in a)

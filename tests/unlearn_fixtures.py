@@ -76,6 +76,8 @@ def method(name: str) -> dict:
             "gamma": 1.0,
             "beta": 0.1,
         },
+        "task_vector": {"forget_loss": "nll", "negation": 5.0},
+        "whp": {"forget_loss": "whp", "reinforcement": 1.0, "reinforce_epochs": 2},
         "rmu": {
             "forget_loss": "rmu",
             "retain_loss": "rmu",
@@ -97,7 +99,10 @@ def method(name: str) -> dict:
 
 def unlearner(name: str, out: Path, topics: int = 1, **settings) -> Unlearner:
     model = tiny_model()
-    objective = Objective(method(name), copy.deepcopy(model))
+    config = method(name)
+    # WHP's reinforced model is the target trained further; any other frozen model serves here
+    reinforced = tiny_model(seed=1) if config["forget_loss"] == "whp" else None
+    objective = Objective(config, copy.deepcopy(model), reinforced)
     loop = LoopSettings(**{"epochs": 1, "learning_rate": 1e-3, "batch_size": 4, **settings})
     return Unlearner(model, objective, data(topics), loop, out)
 

@@ -32,6 +32,9 @@ HYPERPARAMETER_USERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "kl_form": ("retain_loss", ("kl",)),
     "layers": ("forget_loss", ("rmu",)),
     "steering_coefficient": ("forget_loss", ("rmu",)),
+    "negation": ("forget_loss", ("nll",)),
+    "reinforcement": ("forget_loss", ("whp",)),
+    "reinforce_epochs": ("forget_loss", ("whp",)),
 }
 
 TYPE_NAMES = {
@@ -467,6 +470,17 @@ def single_method_problems(name: str, method: Mapping[str, Any]) -> list[str]:
         problems.append(
             _not_allowed([*base, "alpha"], method["alpha"], "alpha is read only by rule 'blur'")
         )
+    if forget == "nll" and "negation" not in method:
+        problems.append(
+            f"config key '{key_path([*base, 'negation'])}' is missing: forget_loss 'nll' learns "
+            "the forget set, which only unlearns as Task Vector, with negation set (e.g. 5.0)"
+        )
+    for key in ("reinforcement", "reinforce_epochs"):
+        if forget == "whp" and key not in method:
+            problems.append(
+                f"config key '{key_path([*base, key])}' is missing: forget_loss 'whp' needs "
+                "reinforcement and reinforce_epochs"
+            )
     if forget == "rmu" and retain is not None and retain != "rmu":
         problems.append(
             _not_allowed(

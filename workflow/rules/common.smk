@@ -83,3 +83,10 @@ def unlearn_outputs(benchmark, run):
 
 def start_model(benchmark):
     return f"{RESULTS}/{benchmark}/models/{START_ROLE[benchmark.split('_')[0]]}"
+
+
+def launcher(gpus):
+    """How a training job starts: one process, or one per GPU under accelerate (DDP)."""
+    if int(gpus) > 1:
+        return f"accelerate launch --multi_gpu --num_processes {int(gpus)} -m"
+    return "python -m"

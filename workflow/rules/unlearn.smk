@@ -20,16 +20,21 @@ for _benchmark in BENCHMARKS:
             conda:
                 ENV
             threads: 1
+            resources:
+                # sized for the miniature on a CPU; profiles set GPUs and memory per rule
+                gpus=0,
+                mem_mb=4000,
             params:
                 seed=SEED,
                 benchmark=_benchmark,
                 precision=config["precision"],
                 method=as_json(config["methods"][_method]),
                 settings=as_json(_settings),
+                launcher=lambda w, resources: launcher(resources.gpus),
                 data=lambda w, input: ancestor_named(input.data[0], "data"),
                 out=lambda w, output: str(Path(output[-1]).parent),
             shell:
-                "python -m bilevel_unlearning.cli unlearn --benchmark {params.benchmark}"
+                "{params.launcher} bilevel_unlearning.cli unlearn --benchmark {params.benchmark}"
                 " --method '{params.method}' --settings '{params.settings}'"
                 " --model {input.model} --data {params.data} --seed {params.seed}"
                 " --precision {params.precision} --threads {threads} --out {params.out}"

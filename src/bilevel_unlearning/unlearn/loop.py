@@ -10,6 +10,9 @@ g_F and g_R are each accumulated over all micro-batches before they are combined
 code combined only the last micro-batch's). Under DDP each backward pass's last micro-batch
 all-reduces, so both gradients are global before the rule sees them.
 
+Task Vector (forget loss nll with `negation`) trains the same way; each checkpoint then holds
+theta_0 - negation * (theta - theta_0), and the trained weights are kept for resuming.
+
 Each epoch ends with an atomic checkpoint folder (weights + optimizer/scheduler state) and the
 step log up to that point; a run resumes from the last complete checkpoint and gives the same
 weights as an uninterrupted run, because each epoch's data order comes from (seed, epoch).
@@ -18,6 +21,7 @@ weights as an uninterrupted run, because each epoch's data order comes from (see
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -138,9 +142,22 @@ class Unlearner:
             self.model, self.optimizer, self.scheduler
         )
         self.forget_buffer = [torch.zeros_like(p) for p in self.params] if self.two_passes else []
+        self.negation = self.objective.config.get("negation")
+        if self.negation is not None:  # Task Vector publishes relative to the starting weights
+            model = self.accelerator.unwrap_model(self.model)
+            self.initial_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         # real .grad tensors from the start: the rule writes its direction into them
         for parameter in self.params:
             parameter.grad = torch.zeros_like(parameter)
+
+    def _task_vector_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """A copy holding theta_0 - negation * (theta - theta_0): Task Vector's unlearned model."""
+        published = copy.deepcopy(model)
+        with torch.no_grad():
+            for name, value in published.state_dict().items():
+                start = self.initial_weights[name]
+                value.copy_(start - self.negation * (value - start))
+        return published
 
     @property
     def two_passes(self) -> bool:
@@ -235,15 +252,18 @@ class Unlearner:
             return
         with atomic_path(epoch_folder(self.out, epoch)) as tmp:
             model = self.accelerator.unwrap_model(self.model)
-            if self.save_model is not None:
-                self.save_model(model, tmp)
-            else:
-                model.save_pretrained(tmp, safe_serialization=True)
             state = {
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "steps": len(self.records),
             }
+            if self.negation is not None:  # published weights differ: keep the trained ones
+                state["weights"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                model = self._task_vector_model(model)
+            if self.save_model is not None:
+                self.save_model(model, tmp)
+            else:
+                model.save_pretrained(tmp, safe_serialization=True)
             torch.save(state, tmp / STATE_FILE)
         write_text(self.out / LOG_FILE, "".join(r.as_json() + "\n" for r in self.records))
         log.info("epoch %d: checkpoint %s", epoch, epoch_folder(self.out, epoch))
@@ -254,11 +274,13 @@ class Unlearner:
 
         folder = epoch_folder(self.out, epoch)
         model = self.accelerator.unwrap_model(self.model)
-        weights = {}
-        for shard in sorted(folder.glob("*.safetensors")):
-            weights.update(load_file(shard))
-        model.load_state_dict(weights, strict=False)
         state = torch.load(folder / STATE_FILE, weights_only=False)
+        weights = state.get("weights")  # Task Vector keeps its trained weights here
+        if weights is None:
+            weights = {}
+            for shard in sorted(folder.glob("*.safetensors")):
+                weights.update(load_file(shard))
+        model.load_state_dict(weights, strict=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         lines = (

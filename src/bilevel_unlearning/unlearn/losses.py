@@ -137,6 +137,23 @@ def ga_loss(logits: Tensor, labels: Tensor, num_tokens: Tensor | int | None = No
     return -nll_loss(logits, labels, num_tokens)
 
 
+def generic_logits(target_logits: Tensor, reinforced_logits: Tensor, strength: float) -> Tensor:
+    """WHP's generic prediction: v_target - strength * relu(v_reinforced - v_target).
+
+    Tokens the reinforced model (the target fine-tuned further on the forget set) favours more
+    than the target are the forget set's idiosyncratic tokens; subtracting that boost leaves
+    what a model that never saw the forget set would predict.
+    """
+    return target_logits - strength * F.relu(reinforced_logits - target_logits)
+
+
+def whp_loss(logits: Tensor, generic: Tensor, labels: Tensor) -> Tensor:
+    """Cross-entropy towards the generic prediction's top token at every counted position."""
+    targets = generic.argmax(dim=-1)
+    generic_labels = torch.where(labels == IGNORE_INDEX, labels, torch.roll(targets, 1, dims=1))
+    return nll_loss(logits, generic_labels)
+
+
 def _npo_from_log_ratio(log_ratio: Tensor, beta: float) -> Tensor:
     """-(2/beta) * mean logsigmoid(-beta * log_ratio): NPO's bounded surrogate of ascent."""
     return F.logsigmoid(-beta * log_ratio).mean() * (-2.0 / beta)

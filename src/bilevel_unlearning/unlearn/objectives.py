@@ -45,13 +45,15 @@ class Objective:
 
     config: Mapping[str, Any]
     reference: torch.nn.Module | None = None  # frozen copy of the model unlearning starts from
+    reinforced: torch.nn.Module | None = None  # WHP: the reference fine-tuned on the forget set
 
     def __post_init__(self) -> None:
         self.forget = self.config["forget_loss"]
         self.retain = self.config.get("retain_loss")
         self.rule = self.config.get("rule", "weighted_sum")
-        if self.reference is not None:
-            self.reference.eval().requires_grad_(False)
+        for frozen in (self.reference, self.reinforced):
+            if frozen is not None:
+                frozen.eval().requires_grad_(False)
         self._control: dict[int, torch.Tensor] = {}
 
     # -- which parameters move ----------------------------------------------------------------
@@ -72,9 +74,11 @@ class Objective:
 
     # -- losses on a micro-batch --------------------------------------------------------------
 
-    def _reference_logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def _reference_logits(
+        self, batch: Mapping[str, torch.Tensor], model: torch.nn.Module | None = None
+    ) -> torch.Tensor:
         with torch.no_grad():
-            return self.reference(
+            return (model or self.reference)(
                 input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
             ).logits
 
@@ -102,6 +106,15 @@ class Objective:
         labels = batch["labels"]
         if self.forget == "ga":
             return losses.ga_loss(logits, labels)
+        if self.forget == "nll":  # Task Vector's fine-tuning on the forget set
+            return losses.nll_loss(logits, labels)
+        if self.forget == "whp":
+            generic = losses.generic_logits(
+                self._reference_logits(batch),
+                self._reference_logits(batch, self.reinforced),
+                float(self.config["reinforcement"]),
+            )
+            return losses.whp_loss(logits, generic, labels)
         if self.forget == "simnpo":
             return losses.simnpo_loss(
                 logits, labels, float(self.config["beta"]), float(self.config.get("delta", 0.0))

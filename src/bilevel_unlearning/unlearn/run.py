@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from bilevel_unlearning.models.hf import load_model, load_tokenizer
+from bilevel_unlearning.models.train import train_causal_lm
 from bilevel_unlearning.pipeline import provenance
 from bilevel_unlearning.unlearn.data import UnlearnData, muse_data, tofu_data, wmdp_data
 from bilevel_unlearning.unlearn.loop import LoopSettings, Unlearner
@@ -18,7 +19,7 @@ from bilevel_unlearning.unlearn.objectives import Objective
 
 log = logging.getLogger(__name__)
 
-NEEDS_REFERENCE = {"npo", "kl", "rmu"}
+NEEDS_REFERENCE = {"npo", "kl", "rmu", "whp"}
 
 
 def benchmark_data(
@@ -33,6 +34,28 @@ def benchmark_data(
         return tofu_data(tokenizer, data_dir, split, settings["retain_split"], length)
     lengths = {topic: settings["forget_lengths"][topic] for topic in settings["topics"]}
     return wmdp_data(tokenizer, data_dir, settings["topics"], lengths, length)
+
+
+def reinforced_model(
+    model: torch.nn.Module,
+    data: UnlearnData,
+    method: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    seed: int,
+) -> torch.nn.Module:
+    """WHP's reinforced model: a copy of the target fine-tuned further on the forget set."""
+    reinforced = copy.deepcopy(model)
+    train_causal_lm(
+        reinforced,
+        [example for topic in data.forget for example in topic],
+        pad_id=data.pad_id,
+        epochs=int(method["reinforce_epochs"]),
+        learning_rate=settings["learning_rate"],
+        batch_size=settings["batch_size"],
+        seed=seed,
+        log=log.info,
+    )
+    return reinforced
 
 
 def needs_reference(method: Mapping[str, Any]) -> bool:
@@ -54,8 +77,13 @@ def unlearn_step(
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, precision)
     reference = copy.deepcopy(model) if needs_reference(method) else None
-    objective = Objective({**method, "seed": seed}, reference)
     data = benchmark_data(benchmark, tokenizer, data_dir, settings)
+    reinforced = (
+        reinforced_model(model, data, method, settings, seed)
+        if method["forget_loss"] == "whp"
+        else None
+    )
+    objective = Objective({**method, "seed": seed}, reference, reinforced)
     loop = LoopSettings(
         epochs=settings["epochs"],
         learning_rate=settings["learning_rate"],
