@@ -36,14 +36,19 @@ def tiny_llama(architecture: Mapping[str, int], tokenizer: Any, seed: int) -> Ll
     return LlamaForCausalLM(config)
 
 
+def write_model_folder(model: Any, tokenizer: Any, folder: Path, provenance: Mapping) -> None:
+    """Weights (safetensors), config, tokenizer and provenance into an existing folder."""
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    (folder / PROVENANCE_FILE).write_text(json.dumps(dict(provenance), indent=2, sort_keys=True))
+
+
 def save_model(
     model: Any, tokenizer: Any, path: str | os.PathLike[str], provenance: Mapping
 ) -> None:
-    """Save weights (safetensors), config, tokenizer and provenance as one atomic folder."""
+    """Save a model folder atomically: complete or absent, never half written."""
     with atomic_path(path) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / PROVENANCE_FILE).write_text(json.dumps(dict(provenance), indent=2, sort_keys=True))
+        write_model_folder(model, tokenizer, tmp, provenance)
 
 
 def _require_model_folder(path: Path) -> None:

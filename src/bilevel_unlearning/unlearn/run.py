@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from bilevel_unlearning.models.hf import load_model, load_tokenizer
+from bilevel_unlearning.models.hf import load_model, load_tokenizer, write_model_folder
 from bilevel_unlearning.models.train import train_causal_lm
 from bilevel_unlearning.pipeline import provenance
 from bilevel_unlearning.unlearn.data import UnlearnData, muse_data, tofu_data, wmdp_data
@@ -95,22 +95,10 @@ def unlearn_step(
         clip_norm=settings.get("clip_norm"),
         seed=seed,
     )
-    record = provenance(
-        seed,
-        {"method": dict(method), **settings},
-        [model_dir / "model.safetensors"],
-        benchmark=benchmark,
-    )
+    inputs = [model_dir / "model.safetensors", *sorted(data_dir.rglob("*.jsonl"))]
+    record = provenance(seed, {"method": dict(method), **settings}, inputs, benchmark=benchmark)
 
     def save(model: torch.nn.Module, folder: Path) -> None:
-        model.save_pretrained(folder, safe_serialization=True)
-        tokenizer.save_pretrained(folder)
-        (folder / "provenance.json").write_text(_json(record))
+        write_model_folder(model, tokenizer, folder, record)
 
     Unlearner(model, objective, data, loop, out, save_model=save).run()
-
-
-def _json(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, indent=2, sort_keys=True)
