@@ -73,12 +73,17 @@ def unlearn_runs(benchmark):
     }
 
 
-def unlearn_outputs(benchmark, run):
+def unlearn_files(benchmark, run):
+    """A run's epoch folders and its step log (plain paths, for inputs)."""
     folder = f"{RESULTS}/{benchmark}/unlearn/{run}"
     epochs = range(1, config["unlearn"][benchmark]["epochs"] + 1)
-    return [directory(f"{folder}/epoch_{e}") for e in epochs] + [
-        f"{folder}/train_log.jsonl"
-    ]
+    return [f"{folder}/epoch_{e}" for e in epochs] + [f"{folder}/train_log.jsonl"]
+
+
+def unlearn_outputs(benchmark, run):
+    """The same as outputs: the epoch folders marked as directories."""
+    *folders, step_log = unlearn_files(benchmark, run)
+    return [directory(f) for f in folders] + [step_log]
 
 
 def start_model(benchmark):

@@ -43,4 +43,4 @@ for _benchmark in BENCHMARKS:
 
 rule unlearn:
     input:
-        [unlearn_outputs(b, run) for b in BENCHMARKS for run in unlearn_runs(b)],
+        [unlearn_files(b, run) for b in BENCHMARKS for run in unlearn_runs(b)],
