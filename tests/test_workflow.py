@@ -116,14 +116,20 @@ def planned_jobs(dry_run_output: str) -> dict[str, int]:
     return jobs
 
 
-def test_changed_setting_reruns_only_dependent_jobs(tiny_run: Path) -> None:
-    """Changing the TOFU generation length reruns the TOFU sanity probe and the report only."""
-    override = tiny_run / "override.yaml"
-    override.write_text("tofu:\n  generation_max_new_tokens: 20\n")
-    result = snakemake(tiny_run, "--dry-run", overrides=(override,))
+def plan_with_override(workdir: Path, name: str, yaml_text: str) -> dict[str, int]:
+    """The jobs a dry run plans once an override file is merged over the tiny config."""
+    override = workdir / name
+    override.write_text(yaml_text)
+    result = snakemake(workdir, "--dry-run", overrides=(override,))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert planned_jobs(output) == {"sanity_tofu": 1, "sanity_report": 1}, output[-3000:]
+    return planned_jobs(output)
+
+
+def test_changed_setting_reruns_only_dependent_jobs(tiny_run: Path) -> None:
+    """Changing the TOFU generation length reruns the TOFU sanity probe and the report only."""
+    plan = plan_with_override(tiny_run, "override.yaml", "tofu:\n  generation_max_new_tokens: 20\n")
+    assert plan == {"sanity_tofu": 1, "sanity_report": 1}
 
 
 def test_unlearning_stage_writes_every_epoch_and_its_log(tiny_run: Path) -> None:
@@ -149,9 +155,5 @@ def test_unlearning_stage_writes_every_epoch_and_its_log(tiny_run: Path) -> None
 
 
 def test_adding_a_method_plans_only_its_own_unlearning_job(tiny_run: Path) -> None:
-    override = tiny_run / "more_methods.yaml"
-    override.write_text("unlearn:\n  muse_news:\n    methods: [npo, blur_npo, ga]\n")
-    result = snakemake(tiny_run, "--dry-run", overrides=(override,))
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
-    assert planned_jobs(output) == {"unlearn_muse_news_ga": 1}, output[-3000:]
+    more = "unlearn:\n  muse_news:\n    methods: [npo, blur_npo, ga]\n"
+    assert plan_with_override(tiny_run, "more_methods.yaml", more) == {"unlearn_muse_news_ga": 1}
