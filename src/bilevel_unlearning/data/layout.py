@@ -70,14 +70,6 @@ LAYOUTS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
-def data_dir(results_dir: str | Path, benchmark: str) -> Path:
-    return Path(results_dir) / benchmark / "data"
-
-
-def model_dir(results_dir: str | Path, benchmark: str, role: str) -> Path:
-    return Path(results_dir) / benchmark / "models" / role
-
-
 def layout_files(benchmark: str) -> list[str]:
     """Relative paths of every file the data stage writes for a benchmark."""
     return sorted(LAYOUTS[benchmark])

@@ -75,7 +75,3 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
             "stage (rule train_tokenizer) or the download stage."
         )
     return AutoTokenizer.from_pretrained(path)
-
-
-def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
-    return json.loads((Path(path) / PROVENANCE_FILE).read_text())

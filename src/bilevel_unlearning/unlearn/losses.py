@@ -286,6 +286,7 @@ class LossInputs:
     ref_hidden: Tensor | None = None  # the same layer of the frozen reference model
     control_vector: Tensor | None = None  # RMU's u for this batch's topic
     attention_mask: Tensor | None = None  # keeps padding out of the RMU losses
+    reinforced_logits: Tensor | None = None  # WHP: the target fine-tuned further on the forget set
 
     def get(self, name: str) -> Tensor:
         """A field the loss cannot do without; a clear error if the loop did not fill it."""
@@ -302,6 +303,7 @@ class LossSpec:
     fn: Callable[[LossInputs, Mapping[str, Any]], Tensor]
     needs_reference: bool
     needs_hidden: bool
+    needs_reinforced: bool = False
 
     def __call__(self, inputs: LossInputs, method_config: Mapping[str, Any]) -> Tensor:
         return self.fn(inputs, method_config)
@@ -337,6 +339,13 @@ def _nll(x: LossInputs, config: Mapping[str, Any]) -> Tensor:
     return nll_loss(x.get("logits"), x.get("labels"))
 
 
+def _whp(x: LossInputs, config: Mapping[str, Any]) -> Tensor:
+    generic = generic_logits(
+        x.get("ref_logits"), x.get("reinforced_logits"), float(config["reinforcement"])
+    )
+    return whp_loss(x.get("logits"), generic, x.get("labels"))
+
+
 def _kl(x: LossInputs, config: Mapping[str, Any]) -> Tensor:
     form = _setting(config, "kl_form")
     return kl_loss(x.get("logits"), x.get("ref_logits"), x.get("labels"), form)
@@ -351,6 +360,8 @@ FORGET_LOSSES: Mapping[str, LossSpec] = {
     "npo": LossSpec(_npo, needs_reference=True, needs_hidden=False),
     "simnpo": LossSpec(_simnpo, needs_reference=False, needs_hidden=False),
     "rmu": LossSpec(_rmu_forget, needs_reference=False, needs_hidden=True),
+    "nll": LossSpec(_nll, needs_reference=False, needs_hidden=False),  # Task Vector
+    "whp": LossSpec(_whp, needs_reference=True, needs_hidden=False, needs_reinforced=True),
 }
 
 RETAIN_LOSSES: Mapping[str, LossSpec] = {

@@ -95,45 +95,41 @@ class Objective:
             self._control[topic] = losses.rmu_control_vector(hidden_size, seed, topic)
         return self._control[topic].to(device)
 
-    def forget_loss(self, model: torch.nn.Module, micro: MicroBatch) -> torch.Tensor:
-        batch = micro.forget
-        if self.forget == "rmu":
+    def _inputs(
+        self,
+        model: torch.nn.Module,
+        batch: Mapping[str, torch.Tensor],
+        spec: losses.LossSpec,
+        topic: int | None = None,
+    ) -> losses.LossInputs:
+        """Run exactly the forward passes the loss's spec asks for."""
+        if spec.needs_hidden:
             hidden = self._hidden(model, batch)
-            u = self.control_vector(micro.topic, hidden.shape[-1], hidden.device)
-            coefficient = float(self.config.get("steering_coefficient", 6.5))
-            return losses.rmu_forget_loss(hidden, u, coefficient, batch["attention_mask"])
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels = batch["labels"]
-        if self.forget == "ga":
-            return losses.ga_loss(logits, labels)
-        if self.forget == "nll":  # Task Vector's fine-tuning on the forget set
-            return losses.nll_loss(logits, labels)
-        if self.forget == "whp":
-            generic = losses.generic_logits(
-                self._reference_logits(batch),
-                self._reference_logits(batch, self.reinforced),
-                float(self.config["reinforcement"]),
-            )
-            return losses.whp_loss(logits, generic, labels)
-        if self.forget == "simnpo":
-            return losses.simnpo_loss(
-                logits, labels, float(self.config["beta"]), float(self.config.get("delta", 0.0))
-            )
-        reference = self._reference_logits(batch)
-        beta = float(self.config["beta"])
-        if self.config.get("npo_form", "sequence") == "muse_logits":
-            return losses.npo_muse_logits_loss(logits, reference, labels, beta)
-        return losses.npo_loss(logits, reference, labels, beta)
+            fields: dict[str, Any] = {"hidden": hidden, "attention_mask": batch["attention_mask"]}
+            if spec.needs_reference:
+                with torch.no_grad():
+                    fields["ref_hidden"] = self._hidden(self.reference, batch)
+            if topic is not None:
+                fields["control_vector"] = self.control_vector(
+                    topic, hidden.shape[-1], hidden.device
+                )
+            return losses.LossInputs(**fields)
+        fields = {
+            "logits": model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).logits,
+            "labels": batch["labels"],
+        }
+        if spec.needs_reference:
+            fields["ref_logits"] = self._reference_logits(batch)
+        if spec.needs_reinforced:
+            fields["reinforced_logits"] = self._reference_logits(batch, self.reinforced)
+        return losses.LossInputs(**fields)
+
+    def forget_loss(self, model: torch.nn.Module, micro: MicroBatch) -> torch.Tensor:
+        spec = losses.FORGET_LOSSES[self.forget]
+        return spec(self._inputs(model, micro.forget, spec, micro.topic), self.config)
 
     def retain_loss(self, model: torch.nn.Module, micro: MicroBatch) -> torch.Tensor:
-        batch = micro.retain
-        if self.retain == "rmu":
-            hidden = self._hidden(model, batch)
-            with torch.no_grad():
-                frozen = self._hidden(self.reference, batch)
-            return losses.rmu_retain_loss(hidden, frozen, batch["attention_mask"])
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        if self.retain == "nll":
-            return losses.nll_loss(logits, batch["labels"])
-        form = self.config.get("kl_form", "token_distribution")
-        return losses.kl_loss(logits, self._reference_logits(batch), batch["labels"], form=form)
+        spec = losses.RETAIN_LOSSES[self.retain]
+        return spec(self._inputs(model, micro.retain, spec), self.config)

@@ -15,11 +15,10 @@ from bilevel_unlearning.models.train import train_causal_lm
 from bilevel_unlearning.pipeline import provenance
 from bilevel_unlearning.unlearn.data import UnlearnData, muse_data, tofu_data, wmdp_data
 from bilevel_unlearning.unlearn.loop import LoopSettings, Unlearner
+from bilevel_unlearning.unlearn.losses import FORGET_LOSSES, RETAIN_LOSSES
 from bilevel_unlearning.unlearn.objectives import Objective
 
 log = logging.getLogger(__name__)
-
-NEEDS_REFERENCE = {"npo", "kl", "rmu", "whp"}
 
 
 def benchmark_data(
@@ -59,7 +58,11 @@ def reinforced_model(
 
 
 def needs_reference(method: Mapping[str, Any]) -> bool:
-    return bool(NEEDS_REFERENCE & {method["forget_loss"], method.get("retain_loss")})
+    """Whether either loss reads the frozen copy of the starting model."""
+    specs = [FORGET_LOSSES[method["forget_loss"]]]
+    if method.get("retain_loss") is not None:
+        specs.append(RETAIN_LOSSES[method["retain_loss"]])
+    return any(spec.needs_reference for spec in specs)
 
 
 def unlearn_step(
@@ -80,7 +83,7 @@ def unlearn_step(
     data = benchmark_data(benchmark, tokenizer, data_dir, settings)
     reinforced = (
         reinforced_model(model, data, method, settings, seed)
-        if method["forget_loss"] == "whp"
+        if FORGET_LOSSES[method["forget_loss"]].needs_reinforced
         else None
     )
     objective = Objective({**method, "seed": seed}, reference, reinforced)
