@@ -6,11 +6,13 @@ products are those of the global batch and are not summed twice.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from unlearn_fixtures import tiny_model, unlearner
@@ -24,7 +26,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_ddp_processes_equal_one_process_with_the_global_batch(tmp_path: Path) -> None:
+def run_two_processes(out: Path, global_batch: int, forget_examples: int) -> None:
     command = [
         sys.executable,
         "-m",
@@ -33,18 +35,44 @@ def test_two_ddp_processes_equal_one_process_with_the_global_batch(tmp_path: Pat
         "--master_addr=127.0.0.1",
         f"--master_port={free_port()}",
         str(TESTS / "unlearn_ddp_worker.py"),
-        str(tmp_path / "ddp"),
-        "2",
+        str(out),
+        str(global_batch),
+        str(forget_examples),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=TESTS)
     assert result.returncode == 0, result.stderr[-4000:]
 
-    single = unlearner("blur_npo", tmp_path / "single", epochs=1, batch_size=4)
+
+# 8 examples in global batches of 4: full steps; 7 in batches of 4: the second step has 3
+# examples, 2 on one process and 1 on the other (weighted by count); 5 in batches of 4: the
+# last batch has 1 example and the second process a weight-0 slot.
+@pytest.mark.parametrize("forget_examples", [8, 7, 5])
+def test_two_ddp_processes_equal_one_process_accumulating_the_same_global_batch(
+    tmp_path: Path, forget_examples: int
+) -> None:
+    """4 BLUR-NPO steps (2 epochs): weights and logged gradient statistics agree to float32
+    rounding (rtol 1e-5): the same sums in a different order."""
+    run_two_processes(tmp_path / "ddp", 4, forget_examples)
+    single = unlearner(
+        "blur_npo",
+        tmp_path / "single",
+        epochs=2,
+        batch_size=4,
+        micro_batch_size=2,
+        forget_examples=forget_examples,
+    )
+    assert (single.layout.processes, single.layout.grad_accum) == (1, 2)
     single.run()
-    ddp = load_file(tmp_path / "ddp" / "epoch_1" / "model.safetensors")
-    one = load_file(tmp_path / "single" / "epoch_1" / "model.safetensors")
+    ddp = load_file(tmp_path / "ddp" / "epoch_2" / "model.safetensors")
+    one = load_file(tmp_path / "single" / "epoch_2" / "model.safetensors")
     assert ddp.keys() == one.keys()
     for key, value in one.items():
         torch.testing.assert_close(ddp[key], value, rtol=1e-5, atol=1e-6)
     initial = tiny_model().state_dict()
     assert any(not torch.equal(one[k], initial[k]) for k in one), "the step moved nothing"
+    logged = [json.loads(line) for line in (tmp_path / "ddp" / "train_log.jsonl").open()]
+    assert len(logged) == len(single.records) == 4
+    for entry, record in zip(logged, single.records, strict=True):
+        assert (entry["processes"], entry["grad_accum"], entry["global_batch"]) == (2, 1, 4)
+        for key in ("forget_sq", "retain_sq", "inner", "forget_loss", "retain_loss"):
+            assert entry[key] == pytest.approx(record.values[key], rel=1e-4, abs=1e-9), key

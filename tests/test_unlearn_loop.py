@@ -22,8 +22,9 @@ def test_accumulating_four_micro_batches_equals_one_batch_of_four(
     tmp_path: Path, name: str
 ) -> None:
     """g_F and g_R are each accumulated over the micro-batches before the rule combines them."""
-    whole = unlearner(name, tmp_path / "whole", batch_size=4, grad_accum=1)
-    split = unlearner(name, tmp_path / "split", batch_size=1, grad_accum=4)
+    whole = unlearner(name, tmp_path / "whole", batch_size=4)
+    split = unlearner(name, tmp_path / "split", batch_size=4, micro_batch_size=1)
+    assert (whole.layout.grad_accum, split.layout.grad_accum) == (1, 4)
     whole.run()
     split.run()
     assert len(whole.records) == len(split.records) == 2

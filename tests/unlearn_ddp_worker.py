@@ -1,4 +1,5 @@
-"""Run by torchrun in the DDP test: BLUR-NPO on the tiny model with a per-process batch."""
+"""Run by torchrun in the DDP test: BLUR-NPO on the tiny model, the global batch split over the
+processes (no accumulation)."""
 
 import sys
 from pathlib import Path
@@ -6,7 +7,8 @@ from pathlib import Path
 from unlearn_fixtures import unlearner
 
 if __name__ == "__main__":
-    out, per_process_batch = Path(sys.argv[1]), int(sys.argv[2])
-    run = unlearner("blur_npo", out, epochs=1, batch_size=per_process_batch)
+    out, global_batch, examples = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    run = unlearner("blur_npo", out, epochs=2, batch_size=global_batch, forget_examples=examples)
     assert run.accelerator.num_processes == 2, run.accelerator.state
+    assert run.layout.grad_accum == 1, run.layout
     run.run()

@@ -38,8 +38,9 @@ def examples(count: int, seed: int) -> tuple[Example, ...]:
     return tuple(Example(tuple(row), tuple(row)) for row in ids)
 
 
-def data(topics: int = 1) -> UnlearnData:
-    return UnlearnData(tuple(examples(8, t) for t in range(topics)), examples(8, 100), pad_id=0)
+def data(topics: int = 1, forget_examples: int = 8) -> UnlearnData:
+    forget = tuple(examples(forget_examples, t) for t in range(topics))
+    return UnlearnData(forget, examples(8, 100), pad_id=0)
 
 
 def method(name: str) -> dict:
@@ -97,14 +98,16 @@ def method(name: str) -> dict:
     }[name]
 
 
-def unlearner(name: str, out: Path, topics: int = 1, **settings) -> Unlearner:
+def unlearner(
+    name: str, out: Path, topics: int = 1, forget_examples: int = 8, **settings
+) -> Unlearner:
     model = tiny_model()
     config = method(name)
     # WHP's reinforced model is the target trained further; any other frozen model serves here
     reinforced = tiny_model(seed=1) if config["forget_loss"] == "whp" else None
     objective = Objective(config, copy.deepcopy(model), reinforced)
     loop = LoopSettings(**{"epochs": 1, "learning_rate": 1e-3, "batch_size": 4, **settings})
-    return Unlearner(model, objective, data(topics), loop, out)
+    return Unlearner(model, objective, data(topics, forget_examples), loop, out)
 
 
 def weights(unlearner: Unlearner) -> dict[str, torch.Tensor]:

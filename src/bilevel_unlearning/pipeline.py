@@ -25,6 +25,7 @@ from bilevel_unlearning.models.hf import (
 from bilevel_unlearning.models.recipes import role_sources, training_examples
 from bilevel_unlearning.models.tokenizer import train_tokenizer
 from bilevel_unlearning.models.train import Example, text_example, train_causal_lm
+from bilevel_unlearning.runtime import compute_device
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def pretrain_step(
     """Train the base model from scratch on the general corpus."""
     _set_seed(seed)
     tokenizer = load_tokenizer(tokenizer_dir)
-    model = tiny_llama(settings["architecture"], tokenizer, seed)
+    model = tiny_llama(settings["architecture"], tokenizer, seed).to(compute_device())
     examples = [text_example(tokenizer, t, settings["max_length"]) for t in _texts([corpus])]
     losses = _train(model, tokenizer, examples, settings, seed)
     inputs = [corpus, tokenizer_dir / "tokenizer.json"]

@@ -21,7 +21,8 @@ from bilevel_unlearning.evaluation.muse import PUBLISHED_AUC_RETRAIN, evaluate_m
 from bilevel_unlearning.evaluation.tofu import evaluate_tofu
 from bilevel_unlearning.evaluation.wmdp import evaluate_wmdp
 from bilevel_unlearning.io import read_json, sha256_file, write_json
-from bilevel_unlearning.models.hf import device_of_choice, load_model, load_tokenizer, weight_files
+from bilevel_unlearning.models.hf import load_model, load_tokenizer, weight_files
+from bilevel_unlearning.runtime import compute_device, device_name
 
 log = logging.getLogger(__name__)
 CONFIG_HASH_VARIABLE = "BILEVEL_CONFIG_SHA256"  # set by the workflow for every job
@@ -64,7 +65,7 @@ def evaluation_provenance(
         "settings": dict(settings),
         "seed": seed,
         "precision": precision,
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "device": device_name(compute_device()),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "packages": package_versions(),
         "python": platform.python_version(),
@@ -131,7 +132,7 @@ def evaluate_step(
     if benchmark == "wmdp":
         result = evaluate_wmdp(model_dir, data, settings, precision, source == "miniature")
     else:
-        model = load_model(model_dir, precision).to(device_of_choice())
+        model = load_model(model_dir, precision)
         tokenizer = load_tokenizer(model_dir)
         if benchmark == "tofu":
             result = evaluate_tofu(

@@ -15,7 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bilevel_unlearning.models.hf import device_of_choice
+from bilevel_unlearning.runtime import compute_device
 
 
 def task_names(topics: Sequence[str], miniature: bool) -> list[str]:
@@ -52,7 +52,7 @@ def lm_eval_results(
         task_manager=manager,
         num_fewshot=0,
         batch_size=batch_size,
-        device=device_of_choice(),
+        device=str(compute_device()),
         log_samples=True,
         random_seed=0,
         numpy_random_seed=0,

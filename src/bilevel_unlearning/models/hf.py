@@ -12,9 +12,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from bilevel_unlearning.io import atomic_path
+from bilevel_unlearning.runtime import compute_device, compute_dtype
 
 PROVENANCE_FILE = "provenance.json"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def tiny_llama(architecture: Mapping[str, int], tokenizer: Any, seed: int) -> LlamaForCausalLM:
@@ -59,17 +59,17 @@ def _require_model_folder(path: Path) -> None:
         )
 
 
-def load_model(path: str | os.PathLike[str], precision: str = "float32") -> Any:
-    """Load a causal LM in the configured precision, in eval mode."""
+def load_model(
+    path: str | os.PathLike[str],
+    precision: str = "float32",
+    device: torch.device | str | None = None,
+) -> Any:
+    """Load a causal LM in the configured precision, in eval mode, on `device` (default: the
+    job's compute device, see runtime.compute_device)."""
     path = Path(path)
     _require_model_folder(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[precision])
-    return model.eval()
-
-
-def device_of_choice() -> str:
-    """The first GPU when there is one (a job is given its own by SLURM), else the CPU."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=compute_dtype(precision))
+    return model.to(compute_device() if device is None else device).eval()
 
 
 def weight_files(path: str | os.PathLike[str]) -> list[Path]:

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from bilevel_unlearning.runtime import to_device
+
 IGNORE = -100
 
 
@@ -130,6 +132,7 @@ def train_causal_lm(
             (sum(len(e.input_ids) for e in examples) + sum(lengths)) / pack_length
         )
     steps_per_epoch = math.ceil(epoch_size / batch_size)
+    device = next(model.parameters()).device  # batches go where the model is
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_then_linear(epochs * steps_per_epoch)
@@ -145,7 +148,9 @@ def train_causal_lm(
             order = list(range(len(pool)))
         losses, tokens, start = [], 0, time.perf_counter()
         for first in range(0, len(order), batch_size):
-            batch = collate([pool[i] for i in order[first : first + batch_size]], pad_id)
+            batch = to_device(
+                collate([pool[i] for i in order[first : first + batch_size]], pad_id), device
+            )
             loss = model(**batch).loss
             if not torch.isfinite(loss):
                 raise FloatingPointError(

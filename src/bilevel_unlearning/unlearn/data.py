@@ -3,11 +3,12 @@
 - MUSE: the forget text as one token stream cut into fixed-length chunks, each led by BOS; the
   retain chunks are paired with forget chunks by index, modulo the retain length.
 - TOFU: chat-formatted question-answer pairs with loss on the answer tokens only; forget item i
-  is paired with a retain item drawn by a seeded permutation.
+  is paired with retain item i modulo the retain length (as on MUSE).
 - WMDP: documents truncated to a per-topic length, batches alternating between the topics
   (the RMU control vector is per topic); retain documents truncated to their own length.
 
-A micro-batch carries a forget batch, the paired retain batch (or none) and its topic index.
+A micro-batch carries a forget batch, the paired retain batch (or none), its topic index and
+its weight in the global batch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 from bilevel_unlearning.io import read_jsonl
 from bilevel_unlearning.models.train import Example, collate, qa_example, text_example
+from bilevel_unlearning.runtime import BatchLayout, to_device
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,12 @@ class MicroBatch:
     forget: dict[str, torch.Tensor]
     retain: dict[str, torch.Tensor] | None
     topic: int = 0
+    weight: float = 1.0  # this micro-batch's share of the global batch (see epoch_steps)
+
+    def to(self, device: torch.device) -> MicroBatch:
+        """The same micro-batch with every tensor on `device`."""
+        retain = None if self.retain is None else to_device(self.retain, device)
+        return MicroBatch(to_device(self.forget, device), retain, self.topic, self.weight)
 
 
 @dataclass(frozen=True)
@@ -95,40 +103,72 @@ def wmdp_data(
     return UnlearnData(forget, retain, tokenizer.pad_token_id)
 
 
-def epoch_micro_batches(
-    data: UnlearnData,
-    batch_size: int,
-    generator: torch.Generator,
-    with_retain: bool,
-    rank: int = 0,
-    world_size: int = 1,
-) -> list[MicroBatch]:
-    """One epoch of this process's micro-batches: topics shuffled, batched and interleaved.
-
-    Every process draws the same global order; a global batch holds batch_size * world_size
-    examples and process `rank` takes its slice, so DDP's averaged gradient is the gradient of
-    the global batch. Forget example j of a topic is paired with retain example j modulo the
-    retain length (its index before shuffling), as MUSE pairs its chunks.
-    """
-    global_size = batch_size * world_size
+def _global_batches(
+    data: UnlearnData, global_batch: int, generator: torch.Generator
+) -> list[tuple[int, list[int]]]:
+    """One epoch's global batches as (topic, example indices): each topic shuffled and batched
+    alone, the topics' batches interleaved round by round (bio, cyber, bio, ... on WMDP)."""
     per_topic = []
     for topic, examples in enumerate(data.forget):
         order = torch.randperm(len(examples), generator=generator).tolist()
         per_topic.append(
+            [(topic, order[s : s + global_batch]) for s in range(0, len(order), global_batch)]
+        )
+    rounds = max(len(t) for t in per_topic)
+    return [t[r] for r in range(rounds) for t in per_topic if r < len(t)]
+
+
+def _micro_batch(
+    data: UnlearnData, topic: int, indices: Sequence[int], weight: float, with_retain: bool
+) -> MicroBatch:
+    retain = None
+    if with_retain:
+        retain = collate([data.retain[i % len(data.retain)] for i in indices], data.pad_id)
+    forget = collate([data.forget[topic][i] for i in indices], data.pad_id)
+    return MicroBatch(forget, retain, topic, weight)
+
+
+def epoch_steps(
+    data: UnlearnData,
+    layout: BatchLayout,
+    generator: torch.Generator,
+    with_retain: bool,
+    rank: int = 0,
+    max_steps: int | None = None,
+) -> list[list[MicroBatch]]:
+    """This process's optimizer steps of one epoch, each `layout.grad_accum` micro-batches.
+
+    Every process draws the same global order. A global batch is cut into processes x
+    grad_accum contiguous slots of `micro_batch` examples; process `rank` takes slots
+    rank*grad_accum ... and accumulates them. Each micro-batch's loss is weighted by its share
+    of the global batch (times the process count, which DDP's gradient averaging divides out),
+    so the update is that of the global batch however it is split, a short last batch
+    included. A slot left empty by a short batch repeats an example with weight 0, so every
+    process runs the same number of backward passes (DDP synchronises on each).
+    Forget example j of a topic is paired with retain example j modulo the retain length (its
+    index before shuffling), as MUSE pairs its chunks.
+    """
+    micro, accum, processes = layout.micro_batch, layout.grad_accum, layout.processes
+    steps = []
+    for topic, indices in _global_batches(data, layout.global_batch, generator)[:max_steps]:
+        slots = [indices[k * micro : (k + 1) * micro] for k in range(processes * accum)]
+        steps.append(
             [
-                (topic, order[s : s + global_size][rank * batch_size : (rank + 1) * batch_size])
-                for s in range(0, len(order), global_size)
+                _micro_batch(
+                    data,
+                    topic,
+                    slot or indices[:1],
+                    len(slot) * processes / len(indices),
+                    with_retain,
+                )
+                for slot in slots[rank * accum : (rank + 1) * accum]
             ]
         )
-    batches: list[MicroBatch] = []
-    for round_ in range(max(len(t) for t in per_topic)):
-        for topic, indices in (t[round_] for t in per_topic if round_ < len(t)):
-            if not indices:
-                continue
-            retain = None
-            if with_retain:
-                picks = [data.retain[i % len(data.retain)] for i in indices]
-                retain = collate(picks, data.pad_id)
-            forget = collate([data.forget[topic][i] for i in indices], data.pad_id)
-            batches.append(MicroBatch(forget, retain, topic))
-    return batches
+    return steps
+
+
+def steps_per_epoch(data: UnlearnData, global_batch: int, max_steps: int | None = None) -> int:
+    """Optimizer steps in one epoch: each topic's examples in global batches, optionally capped
+    (WMDP: the authors stop after 150 batches)."""
+    count = sum(-(-len(topic) // global_batch) for topic in data.forget)
+    return count if max_steps is None else min(count, max_steps)

@@ -1,6 +1,7 @@
 """One unlearning loop for every gradient method: forget loss + retain loss + update rule.
 
-Per optimizer step, over `grad_accum` micro-batches:
+Per optimizer step, over this process's micro-batches of the global batch (see
+``runtime.batch_layout``: the config's batch is global, the split depends on the processes):
   1. the forget loss is back-propagated through every micro-batch; the accumulated gradient is
      copied into the one extra buffer g_F;
   2. the retain loss is back-propagated through the same micro-batches, into .grad (g_R);
@@ -9,6 +10,10 @@ Per optimizer step, over `grad_accum` micro-batches:
 g_F and g_R are each accumulated over all micro-batches before they are combined (the authors'
 code combined only the last micro-batch's). Under DDP each backward pass's last micro-batch
 all-reduces, so both gradients are global before the rule sees them.
+
+Device: the model, the frozen reference and reinforced models and every batch are placed
+explicitly on one device, decided by ``runtime.compute_device`` (the process's GPU, else the
+CPU); accelerate is not relied on to move anything.
 
 Task Vector (forget loss nll with `negation`) trains the same way; each checkpoint then holds
 theta_0 - negation * (theta - theta_0), and the trained weights are kept for resuming.
@@ -24,12 +29,11 @@ import contextlib
 import copy
 import json
 import logging
-import math
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +41,8 @@ from typing import Any
 import torch
 
 from bilevel_unlearning.io import atomic_path, write_text
-from bilevel_unlearning.unlearn.data import MicroBatch, UnlearnData, epoch_micro_batches
+from bilevel_unlearning.runtime import BatchLayout, batch_layout, compute_device
+from bilevel_unlearning.unlearn.data import MicroBatch, UnlearnData, epoch_steps, steps_per_epoch
 from bilevel_unlearning.unlearn.objectives import Objective
 from bilevel_unlearning.unlearn.rules import GradStats, combine
 
@@ -52,8 +57,9 @@ LOG_FILE = "train_log.jsonl"
 class LoopSettings:
     epochs: int
     learning_rate: float
-    batch_size: int = 4
-    grad_accum: int = 1
+    batch_size: int = 4  # the GLOBAL batch: examples per optimizer step over all processes
+    micro_batch_size: int | None = None  # most examples per forward pass (memory); None: all
+    max_steps_per_epoch: int | None = None  # WMDP: the authors stop after 150 batches
     schedule: str = "constant"  # constant | linear (warm-up then linear decay to 0)
     warmup_steps: int = 0
     weight_decay: float = 0.0
@@ -118,11 +124,6 @@ def publish(out: Path, epochs: int) -> None:
         shutil.copyfile(out / CHECKPOINTS / LOG_FILE, tmp)
 
 
-def grouped(batches: Sequence[MicroBatch], size: int) -> Iterator[Sequence[MicroBatch]]:
-    for first in range(0, len(batches), size):
-        yield batches[first : first + size]
-
-
 class NonFiniteError(FloatingPointError):
     """A loss or gradient became NaN or infinite: the run stops before that update."""
 
@@ -146,6 +147,7 @@ class Unlearner:
     settings: LoopSettings
     out: Path
     accelerator: Any = None
+    device: torch.device | None = None  # default: runtime.compute_device(accelerator)
     save_model: Callable[[torch.nn.Module, Path], None] | None = None
     records: list[StepRecord] = field(default_factory=list)
 
@@ -154,6 +156,14 @@ class Unlearner:
             from accelerate import Accelerator
 
             self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        self.device = compute_device(self.accelerator) if self.device is None else self.device
+        self.layout: BatchLayout = batch_layout(
+            self.settings.batch_size,
+            self.accelerator.num_processes,
+            self.settings.micro_batch_size,
+        )
+        self.model.to(self.device)
+        self.objective.to(self.device)
         if self.accelerator.distributed_type.name in ("FSDP", "DEEPSPEED"):
             raise NotImplementedError(
                 f"the unlearning loop runs on one process or under DDP, not under "
@@ -165,14 +175,18 @@ class Unlearner:
         self.optimizer = torch.optim.AdamW(
             self.params, lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
         )
-        steps_per_epoch = math.ceil(self._micro_batches_per_epoch() / self.settings.grad_accum)
-        self.total_steps = steps_per_epoch * self.settings.epochs
+        steps = steps_per_epoch(
+            self.data, self.settings.batch_size, self.settings.max_steps_per_epoch
+        )
+        self.total_steps = steps * self.settings.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, learning_rate_factor(self.settings, self.total_steps)
         )
+        # placed above; prepare only wraps (DDP) and must not move the model again
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
-            self.model, self.optimizer, self.scheduler
+            self.model, self.optimizer, self.scheduler, device_placement=[False] * 3
         )
+        log.info("%s, on %s", self.layout.describe(), self.device)
         self.forget_buffer = [torch.zeros_like(p) for p in self.params] if self.two_passes else []
         self.negation = self.objective.config.get("negation")
         if self.negation is not None:  # Task Vector publishes relative to the starting weights
@@ -195,36 +209,36 @@ class Unlearner:
     def two_passes(self) -> bool:
         return self.objective.retain is not None
 
-    def _micro_batches_per_epoch(self) -> int:
-        size = self.settings.batch_size * self.accelerator.num_processes
-        return sum(math.ceil(len(topic) / size) for topic in self.data.forget)
-
-    def _epoch_batches(self, epoch: int) -> list[MicroBatch]:
+    def _epoch_steps(self, epoch: int) -> list[list[MicroBatch]]:
         generator = torch.Generator().manual_seed(self.settings.seed * 1_000_003 + epoch)
-        return epoch_micro_batches(
+        steps = epoch_steps(
             self.data,
-            self.settings.batch_size,
+            self.layout,
             generator,
             self.two_passes,
             rank=self.accelerator.process_index,
-            world_size=self.accelerator.num_processes,
+            max_steps=self.settings.max_steps_per_epoch,
         )
+        return [[micro.to(self.device) for micro in group] for group in steps]
 
     # -- one optimizer step -------------------------------------------------------------------
 
     def _backward(
         self, group: Sequence[MicroBatch], loss_of: Callable[[MicroBatch], torch.Tensor]
     ) -> torch.Tensor:
-        """Accumulate the mean loss of the group's micro-batches into .grad; sync on the last."""
+        """Accumulate the global batch's mean loss into .grad; sync on the last micro-batch.
+
+        Returns the global batch's loss (averaged over processes: one scalar collective).
+        """
         losses = []
         for index, micro in enumerate(group):
             last = index == len(group) - 1
             sync = contextlib.nullcontext() if last else self.accelerator.no_sync(self.model)
             with sync:
-                loss = loss_of(micro) / len(group)
+                loss = loss_of(micro) * micro.weight
                 self.accelerator.backward(loss)
             losses.append(loss.detach())
-        return torch.stack(losses).sum()
+        return self.accelerator.reduce(torch.stack(losses).sum(), reduction="mean")
 
     def _step(self, group: Sequence[MicroBatch], epoch: int, step: int) -> dict[str, float]:
         self.optimizer.zero_grad(set_to_none=False)
@@ -264,7 +278,7 @@ class Unlearner:
         progress = _progress(self.total_steps, start * self.total_steps // self.settings.epochs)
         for epoch in range(start + 1, self.settings.epochs + 1):
             self.model.train()
-            for group in grouped(self._epoch_batches(epoch), self.settings.grad_accum):
+            for group in self._epoch_steps(epoch):
                 step = len(self.records) + 1
                 began, tokens = (
                     time.perf_counter(),
@@ -272,6 +286,7 @@ class Unlearner:
                 )
                 values = self._step(group, epoch, step)
                 values["learning_rate"] = self.scheduler.get_last_lr()[0]
+                values.update(self.layout.as_dict())
                 values["tokens_per_s"] = tokens / (time.perf_counter() - began)
                 self.records.append(StepRecord(epoch, step, values))
                 progress(step, values, self.settings.log_every)
@@ -311,7 +326,8 @@ class Unlearner:
 
         folder = checkpoint_folder(self.out, epoch)
         model = self.accelerator.unwrap_model(self.model)
-        state = torch.load(folder / STATE_FILE, weights_only=False)
+        # on the CPU first: the optimizer moves its state to each parameter's device
+        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
         weights = state.get("weights")  # Task Vector keeps its trained weights here
         if weights is None:
             weights = {}

@@ -56,6 +56,13 @@ class Objective:
                 frozen.eval().requires_grad_(False)
         self._control: dict[int, torch.Tensor] = {}
 
+    def to(self, device: torch.device) -> Objective:
+        """Put the frozen models on the device the trained model computes on."""
+        for frozen in (self.reference, self.reinforced):
+            if frozen is not None:
+                frozen.to(device)
+        return self
+
     # -- which parameters move ----------------------------------------------------------------
 
     def rmu_layers(self, model: torch.nn.Module) -> list[int]:

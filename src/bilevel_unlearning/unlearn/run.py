@@ -18,6 +18,7 @@ from bilevel_unlearning.models.hf import (
 )
 from bilevel_unlearning.models.train import train_causal_lm
 from bilevel_unlearning.pipeline import provenance
+from bilevel_unlearning.runtime import compute_device
 from bilevel_unlearning.unlearn.data import UnlearnData, muse_data, tofu_data, wmdp_data
 from bilevel_unlearning.unlearn.loop import LoopSettings, Unlearner
 from bilevel_unlearning.unlearn.losses import FORGET_LOSSES, RETAIN_LOSSES
@@ -47,7 +48,8 @@ def reinforced_model(
     settings: Mapping[str, Any],
     seed: int,
 ) -> torch.nn.Module:
-    """WHP's reinforced model: a copy of the target fine-tuned further on the forget set."""
+    """WHP's reinforced model: a copy of the target fine-tuned further on the forget set, on the
+    device the target is on (every process trains the same copy from the same seed)."""
     reinforced = copy.deepcopy(model)
     train_causal_lm(
         reinforced,
@@ -55,7 +57,7 @@ def reinforced_model(
         pad_id=data.pad_id,
         epochs=int(method["reinforce_epochs"]),
         learning_rate=settings["learning_rate"],
-        batch_size=settings["batch_size"],
+        batch_size=settings.get("micro_batch_size") or settings["batch_size"],
         seed=seed,
         log=log.info,
     )
@@ -81,9 +83,13 @@ def unlearn_step(
     precision: str = "float32",
 ) -> None:
     """Unlearn with `method`, writing out/epoch_{k}/ (HF folders) and out/train_log.jsonl."""
+    from accelerate import Accelerator
+
     torch.manual_seed(seed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    device = compute_device(accelerator)
     tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir, precision)
+    model = load_model(model_dir, precision, device)
     reference = copy.deepcopy(model) if needs_reference(method) else None
     data = benchmark_data(benchmark, tokenizer, data_dir, settings)
     reinforced = (
@@ -96,7 +102,8 @@ def unlearn_step(
         epochs=settings["epochs"],
         learning_rate=method.get("learning_rate", settings["learning_rate"]),
         batch_size=settings["batch_size"],
-        grad_accum=settings.get("grad_accum", 1),
+        micro_batch_size=settings.get("micro_batch_size"),
+        max_steps_per_epoch=settings.get("max_steps_per_epoch"),
         schedule=settings.get("schedule", "constant"),
         warmup_steps=settings.get("warmup_steps", 0),
         weight_decay=settings.get("weight_decay", 0.0),
@@ -109,4 +116,6 @@ def unlearn_step(
     def save(model: torch.nn.Module, folder: Path) -> None:
         write_model_folder(model, tokenizer, folder, record)
 
-    Unlearner(model, objective, data, loop, out, save_model=save).run()
+    Unlearner(
+        model, objective, data, loop, out, accelerator=accelerator, device=device, save_model=save
+    ).run()
