@@ -60,10 +60,10 @@ class DeviceGuard(TorchDispatchMode):
         meta = [t for t in tensors if t.is_meta]
         if meta and func is aten._local_scalar_dense.default:
             return _placeholder_scalar(meta[0].dtype)
-        if meta and func is aten._to_copy.default and kwargs.get("device") not in (None, "meta"):
-            if torch.device(kwargs["device"]).type != "meta":
-                dtype = kwargs.get("dtype") or meta[0].dtype
-                return torch.zeros(meta[0].shape, dtype=dtype, device=kwargs["device"])
+        target = torch.device(kwargs.get("device") or "meta")
+        if meta and func is aten._to_copy.default and target.type != "meta":  # out of meta: zeros
+            dtype = kwargs.get("dtype") or meta[0].dtype
+            return torch.zeros(meta[0].shape, dtype=dtype, device=target)
         return func(*args, **kwargs)
 
 
