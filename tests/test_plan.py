@@ -176,7 +176,9 @@ def test_the_table_flags_jobs_that_do_not_fit() -> None:
     ]
     table = plan.plan_table(rows)
     lines = table.splitlines()
-    assert lines[0].split()[:3] == ["job", "GPUs", "precision"]
+    assert lines[0].split()[:4] == ["job", "GPUs", "batch", "precision"]
+    # global batch 8 on one GPU with micro-batches of 4: two accumulation steps
+    assert "8=1x2x4" in next(line for line in lines if line.startswith("7b-one-gpu"))
     assert "EXCEEDS 80 GiB" in next(line for line in lines if line.startswith("7b-one-gpu"))
     assert "EXCEEDS" not in next(line for line in lines if line.startswith("1b-fits"))
     assert "Assumptions:" in table and "MFU" in table
@@ -223,7 +225,12 @@ def test_one_job_per_unlearning_run_with_the_benchmarks_gpus() -> None:
         4,
         "fsdp",
     )
-    assert (news["seq_len"], news["micro_batch"], news["batch"]) == (2048, 4, 16)
+    # the paper's global batch 4 on 4 GPUs: one sequence each, no accumulation
+    assert (news["seq_len"], news["micro_batch"], news["batch"]) == (2048, 1, 4)
+    one_gpu = plan.config_jobs(config, {**plan.DEFAULT_GPUS, "muse_news": 1})
+    assert next(j for j in one_gpu if j["name"] == news["name"])["steps"] == news["steps"]
+    assert news["steps"] == 10 * 102  # MUSE News: 102 steps an epoch (SPEC section 3)
+    assert by_name["wmdp/rmu"]["steps"] == 150  # the authors' 150 batches
     tofu = by_name["tofu/blur_npo-forget05"]
     assert (tofu["gpus"], tofu["strategy"], tofu["batch"], tofu["seq_len"]) == (1, "ddp", 32, 512)
     assert by_name["wmdp/rmu"]["seq_len"] == 768  # the longer of the topics' forget lengths
@@ -236,20 +243,26 @@ def test_one_job_per_unlearning_run_with_the_benchmarks_gpus() -> None:
 
 def test_steps_follow_the_loops_batching_of_the_reference_sizes() -> None:
     by_name = {j["name"]: j for j in plan.config_jobs(paper_config(), plan.DEFAULT_GPUS)}
-    # MUSE News: 408 chunks of 2048 tokens, 4 per GPU on 4 GPUs: 26 steps an epoch, 10 epochs
-    assert by_name["muse_news/blur_npo"]["steps"] == 10 * 26
-    # TOFU forget05: 200 items, 8 per micro-batch, 4 micro-batches a step: 7 steps an epoch
+    # MUSE News: 408 chunks of 2048 tokens, global batch 4: 102 steps an epoch, 10 epochs
+    assert by_name["muse_news/blur_npo"]["steps"] == 10 * 102
+    # TOFU forget05: 200 items, global batch 32: 7 steps an epoch
     assert by_name["tofu/blur_npo-forget05"]["steps"] == 10 * 7
     assert by_name["tofu/ga-forget01"]["steps"] == 10 * 2
-    # WMDP: the gated bio corpus's size is unknown until it is there: runtime "?"
-    assert by_name["wmdp/rmu"]["steps"] is None
-    table = plan.plan_table([by_name["wmdp/rmu"], by_name["tofu/ga-forget01"]], ["a note"])
+    # WMDP: the gated bio corpus's size is unknown until it is there, but the cyber corpus
+    # alone has more than the authors' 150 batches; without that cap: runtime "?"
+    assert by_name["wmdp/rmu"]["steps"] == 150
+    uncapped = paper_config()
+    del uncapped["unlearn"]["wmdp"]["max_steps_per_epoch"]
+    wmdp = plan.config_jobs(uncapped, plan.DEFAULT_GPUS)[-1]
+    assert wmdp["steps"] is None
+    table = plan.plan_table([wmdp, by_name["tofu/ga-forget01"]], ["a note"])
     assert table.splitlines()[2].rstrip().endswith("?")
     assert "Notes:\n- a note" in table
 
 
 def test_local_data_of_the_same_source_are_counted(tmp_path: Path) -> None:
     config = paper_config()
+    del config["unlearn"]["wmdp"]["max_steps_per_epoch"]  # count every batch
     data = tmp_path / "wmdp" / "data"
     (data / "corpora").mkdir(parents=True)
     (data / "corpora" / "cyber-forget-corpus.jsonl").write_text('{"text": "x"}\n' * 10)
@@ -258,12 +271,12 @@ def test_local_data_of_the_same_source_are_counted(tmp_path: Path) -> None:
     assert plan.config_jobs(config, plan.DEFAULT_GPUS, tmp_path)[-1]["steps"] is None
     (data / "provenance.json").write_text("{}")
     wmdp = plan.config_jobs(config, plan.DEFAULT_GPUS, tmp_path)[-1]
-    assert wmdp["steps"] == 1 * (2 + 1)  # ceil(30 / 16) bio + ceil(10 / 16) cyber batches
+    assert wmdp["steps"] == 1 * (8 + 3)  # ceil(30 / 4) bio + ceil(10 / 4) cyber batches
     bio = tmp_path / "gated.jsonl"
     bio.write_text('{"text": "z"}\n' * 17)
     (data / "corpora" / "bio-forget-corpus.jsonl").unlink()
     wmdp = plan.config_jobs(config, plan.DEFAULT_GPUS, tmp_path, bio)[-1]
-    assert wmdp["steps"] == 2 + 1  # the user's gated file stands in for the bio corpus
+    assert wmdp["steps"] == 5 + 3  # the user's gated file stands in for the bio corpus
 
 
 def test_the_miniature_plans_its_own_architecture() -> None:

@@ -5,7 +5,8 @@ A job is a plain dict (the lead builds one per run from the config):
     {"name": "muse_news/blur_npo", "model": "llama-2-7b" | a model folder | an architecture dict,
      "precision": "bfloat16", "gpus": 4, "strategy": "fsdp", "batch": 32, "seq_len": 2048,
      "steps": 1020, "method": {forget_loss: npo, retain_loss: nll, rule: blur, ...},
-     # optional: "micro_batch" (sequences per GPU per forward; default batch / gpus),
+     # "batch" is the global batch; optional: "micro_batch" (most sequences per GPU per
+     # forward; default batch / gpus, else accumulation),
      # "gradient_checkpointing", "optimizer_dtype", "gpu", "gpu_memory_gib", "mfu",
      # "activation_factor"}
 
@@ -37,6 +38,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bilevel_unlearning.runtime import batch_layout
 
 GIB = 2**30
 
@@ -242,6 +245,7 @@ class Estimate:
     name: str
     gpus: int
     strategy: str
+    batch: str  # global = processes x accumulation x micro-batch
     precision: str
     params: int
     weights: float
@@ -306,7 +310,8 @@ def estimate(job: Mapping[str, Any]) -> Estimate:
     params, trainable = architecture.params(), trainable_params(architecture, needs)
     grad_bytes = trainable * DTYPE_BYTES[grad_dtype]
     optimizer = trainable * (2 * DTYPE_BYTES[_setting(job, "optimizer_dtype")] + 4 * master)
-    micro_batch = int(job.get("micro_batch") or math.ceil(int(job["batch"]) / gpus))
+    layout = batch_layout(int(job["batch"]), gpus, job.get("micro_batch"))
+    micro_batch = layout.micro_batch
     activations = activation_bytes(
         architecture,
         micro_batch,
@@ -321,6 +326,7 @@ def estimate(job: Mapping[str, Any]) -> Estimate:
         name=str(job.get("name", "job")),
         gpus=gpus,
         strategy=strategy,
+        batch=f"{layout.global_batch}={gpus}x{layout.grad_accum}x{layout.micro_batch}",
         precision=precision,
         params=params,
         weights=params * DTYPE_BYTES[weight_dtype] / shards,
@@ -370,6 +376,7 @@ def _duration(seconds: float) -> str:
 COLUMNS = (
     "job",
     "GPUs",
+    "batch",
     "precision",
     "weights",
     "frozen",
@@ -390,6 +397,7 @@ def table_rows(estimates: Sequence[Estimate]) -> list[list[str]]:
             [
                 e.name,
                 f"{e.gpus} {e.strategy}",
+                e.batch,
                 e.precision,
                 *(
                     _gib(v)
@@ -405,7 +413,7 @@ def table_rows(estimates: Sequence[Estimate]) -> list[list[str]]:
 
 def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
     """Numbers right-aligned, text left-aligned."""
-    numeric = range(3, 10)
+    numeric = range(4, 11)
     padded = [
         c.rjust(w) if i in numeric else c.ljust(w)
         for i, (c, w) in enumerate(zip(cells, widths, strict=True))
@@ -506,12 +514,15 @@ def forget_items(
 
 def run_steps(items: Sequence[int | None], settings: Mapping[str, Any], gpus: int) -> int | None:
     """Optimizer steps of a run, batched as the unlearning loop batches: `batch_size` examples
-    per process and micro-batch, each topic batched alone, `grad_accum` micro-batches a step."""
+    per step over all processes (so independent of `gpus`), each topic batched alone, capped at
+    `max_steps_per_epoch`."""
+    cap = settings.get("max_steps_per_epoch")
+    steps = sum(math.ceil(int(i) / settings["batch_size"]) for i in items if i is not None)
+    if cap is not None and steps >= cap:  # known already, even if a forget set is not
+        return settings["epochs"] * cap
     if any(i is None for i in items):
         return None
-    global_batch = settings["batch_size"] * gpus
-    micro_batches = sum(math.ceil(int(i) / global_batch) for i in items)  # type: ignore[arg-type]
-    return settings["epochs"] * math.ceil(micro_batches / settings.get("grad_accum", 1))
+    return settings["epochs"] * (steps if cap is None else min(steps, cap))
 
 
 def is_source(data: Path, source: str) -> bool:
@@ -569,8 +580,10 @@ def config_jobs(
                     "precision": config["precision"],
                     "gpus": count,
                     "strategy": strategy,
-                    "batch": settings["batch_size"] * count * settings.get("grad_accum", 1),
-                    "micro_batch": settings["batch_size"],
+                    "batch": settings["batch_size"],
+                    "micro_batch": batch_layout(
+                        settings["batch_size"], count, settings.get("micro_batch_size")
+                    ).micro_batch,
                     "seq_len": sequence_length(benchmark, settings),
                     "steps": run_steps(items, settings, count),
                     "method": dict(run.params),

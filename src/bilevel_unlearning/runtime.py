@@ -14,11 +14,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a device is needed: the plan and DAG stay light
+    import torch
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PRECISIONS = ("float32", "bfloat16", "float16")
 
 
 def compute_device(accelerator: Any = None) -> torch.device:
@@ -27,6 +28,8 @@ def compute_device(accelerator: Any = None) -> torch.device:
     Without an accelerate Accelerator, process `LOCAL_RANK` takes GPU `LOCAL_RANK` (a SLURM job
     sees only the GPUs it was given, numbered from 0).
     """
+    import torch
+
     if accelerator is not None:
         return torch.device(accelerator.device)
     if torch.cuda.is_available():
@@ -36,9 +39,11 @@ def compute_device(accelerator: Any = None) -> torch.device:
 
 def compute_dtype(precision: str) -> torch.dtype:
     """The weights' dtype for a config `precision` (float32 on CPUs, bfloat16 on GPUs)."""
-    if precision not in DTYPES:
-        raise ValueError(f"precision {precision!r} is not one of {sorted(DTYPES)}")
-    return DTYPES[precision]
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {list(PRECISIONS)}")
+    return getattr(torch, precision)
 
 
 def to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -49,6 +54,8 @@ def to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[s
 def device_name(device: torch.device) -> str:
     """What provenance records: the GPU's name, or 'cpu'."""
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.get_device_name(device)
     return device.type
 
