@@ -7,7 +7,7 @@ CORES ?= 2
 SNAKEMAKE_ARGS ?=
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: reproduce test lint format setup clean
+.PHONY: reproduce test lint format setup clean slurm-profile gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,17 @@ $(VENV)/.installed: envs/requirements.txt pyproject.toml | $(BIN)/python
 setup: $(VENV)/.installed
 
 reproduce: setup
-	$(BIN)/snakemake --profile profiles/default --cores $(CORES) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --profile profiles/local --cores $(CORES) $(SNAKEMAKE_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Once per cluster account: link profiles/slurm where Snakemake finds a profile by name, so that
+# `snakemake --profile slurm all` works from the repository root.
+slurm-profile: setup
+	@dir="$$($(BIN)/python -c 'from snakemake.cli import get_appdirs; print(get_appdirs().user_config_dir)')"; \
+	mkdir -p "$$dir" && ln -sfn "$(CURDIR)/profiles/slurm" "$$dir/slurm" && \
+	echo "linked $$dir/slurm -> $(CURDIR)/profiles/slurm: now run 'snakemake --profile slurm all'"
 
 lint: setup
 	$(BIN)/ruff check src tests

@@ -7,7 +7,6 @@ products are those of the global batch and are not summed twice.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +16,9 @@ import torch
 from safetensors.torch import load_file
 from unlearn_fixtures import tiny_model, unlearner
 
+from bilevel_unlearning.runtime import free_port
+
 TESTS = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_two_processes(out: Path, global_batch: int, forget_examples: int) -> None:

@@ -188,6 +188,12 @@ def cmd_plan(args: argparse.Namespace) -> None:
     print(plan.plan_table(plan.load_jobs(args.jobs)), end="")
 
 
+def cmd_free_port(args: argparse.Namespace) -> None:
+    from bilevel_unlearning.runtime import free_port
+
+    print(free_port())
+
+
 def add_hub_commands(sub: Any) -> None:
     """The `download` and `plan` sub-commands."""
     p = sub.add_parser("download", help="fetch a real benchmark's data or a model from the hub")
@@ -321,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", required=True)
     p.add_argument("--markdown", required=True)
     p.set_defaults(func=cmd_sanity_report)
+    p = sub.add_parser("free-port", help="a free TCP port on this node (multi-GPU rendezvous)")
+    p.set_defaults(func=cmd_free_port)
     add_hub_commands(sub)
     return parser
 

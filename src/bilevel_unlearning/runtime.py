@@ -105,3 +105,13 @@ def batch_layout(
     limit = share if max_micro_batch is None else max(1, min(share, max_micro_batch))
     micro = max(d for d in range(1, limit + 1) if share % d == 0)
     return BatchLayout(global_batch, micro, share // micro, processes)
+
+
+def free_port() -> int:
+    """A TCP port free on this node now: each multi-GPU job's rendezvous gets its own, so two
+    jobs on one node do not collide on torch's default 29500."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

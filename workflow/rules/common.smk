@@ -154,9 +154,14 @@ def eval_files(benchmark):
 
 
 def launcher(gpus):
-    """How a training job starts: one process, or one per GPU under accelerate (DDP)."""
+    """How a training job starts: one process, or one per GPU under accelerate (DDP) on one
+    node, with a rendezvous port chosen free on that node when the job starts (not 29500:
+    two multi-GPU jobs may share a node)."""
     if int(gpus) > 1:
-        return f"accelerate launch --multi_gpu --num_processes {int(gpus)} -m"
+        return (
+            f"accelerate launch --multi_gpu --num_machines 1 --num_processes {int(gpus)}"
+            " --main_process_port $(python -m bilevel_unlearning.cli free-port) -m"
+        )
     return "python -m"
 
 
