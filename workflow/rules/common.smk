@@ -240,7 +240,10 @@ def unlearn_gpus(benchmark):
         if isinstance(value, int) and value >= 1:
             return value, f"rule unlearn_{benchmark}'s gpus resource"
     fallback = default_gpus(benchmark, config["source"])
-    return fallback, "plan.default_gpus, a default (the rule asks for no GPU; see profiles/)"
+    return (
+        fallback,
+        "plan.default_gpus, a default (the rule asks for no GPU; see profiles/)",
+    )
 
 
 def print_plan():
