@@ -35,15 +35,21 @@ slurm-profile: setup
 	mkdir -p "$$dir" && ln -sfn "$(CURDIR)/profiles/slurm" "$$dir/slurm" && \
 	echo "linked $$dir/slurm -> $(CURDIR)/profiles/slurm: now run 'snakemake --profile slurm all'"
 
+# The GPU acceptance check (one CUDA GPU, no network, < 8 minutes): tables, step speed, memory.
+# `make gpu-check GPU_CHECK_ARGS="--device cpu"` is its dry mode (run by the tests too).
+GPU_CHECK_ARGS ?=
+gpu-check: setup
+	$(BIN)/python scripts/gpu_check.py $(GPU_CHECK_ARGS)
+
 lint: setup
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/ruff format --check src tests scripts benchmarks
 	$(BIN)/snakefmt --check workflow
 	$(BIN)/snakemake --lint --cores 1
 
 format: setup
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests scripts benchmarks
+	$(BIN)/ruff format src tests scripts benchmarks
 	$(BIN)/snakefmt workflow
 
 clean:

@@ -25,7 +25,7 @@ import yaml
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from bilevel_unlearning.models.train import Example
-from bilevel_unlearning.unlearn.data import UnlearnData, epoch_micro_batches
+from bilevel_unlearning.unlearn.data import UnlearnData
 from bilevel_unlearning.unlearn.loop import LoopSettings, Unlearner
 from bilevel_unlearning.unlearn.objectives import Objective
 from bilevel_unlearning.unlearn.rules import combine
@@ -67,11 +67,11 @@ def unlearner(name: str, hidden: int, layers: int) -> Unlearner:
 
 def step_seconds(name: str, hidden: int, layers: int, steps: int) -> float:
     run = unlearner(name, hidden, layers)
-    batches = epoch_micro_batches(run.data, 4, torch.Generator().manual_seed(0), True)
-    run._step([batches[0]], 1, 0)  # warm-up
+    batches = run._epoch_steps(1)
+    run._step(batches[0], 1, 0)  # warm-up
     began = time.perf_counter()
     for i in range(steps):
-        run._step([batches[i % len(batches)]], 1, i + 1)
+        run._step(batches[i % len(batches)], 1, i + 1)
     return (time.perf_counter() - began) / steps
 
 
@@ -109,9 +109,9 @@ def combination_seconds(hidden: int, layers: int, repeats: int) -> tuple[float, 
 def peak_rss_child(name: str, hidden: int, layers: int) -> None:
     """Run in a fresh process: a few steps, then print peak resident memory in bytes."""
     run = unlearner(name, hidden, layers)
-    batches = epoch_micro_batches(run.data, 4, torch.Generator().manual_seed(0), True)
+    batches = run._epoch_steps(1)
     for i in range(3):
-        run._step([batches[i]], 1, i)
+        run._step(batches[i], 1, i)
     print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
 
