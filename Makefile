@@ -7,7 +7,7 @@ CORES ?= 2
 SNAKEMAKE_ARGS ?=
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: reproduce test lint format setup clean slurm-profile gpu-check
+.PHONY: reproduce test lint format setup clean slurm-profile gpu-check verify
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ reproduce: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Read-only: recheck every checksum of paper_figures/MANIFEST.json (tables, figures, result
+# JSONs, model weights); runs no job.
+verify: setup
+	$(BIN)/python -m bilevel_unlearning.cli verify --manifest paper_figures/MANIFEST.json
 
 # Once per cluster account: link profiles/slurm where Snakemake finds a profile by name, so that
 # `snakemake --profile slurm all` works from the repository root.

@@ -347,6 +347,31 @@ BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
         ["config key 'models.pretrain.max_length': 1024", "max_position_embeddings (512)"],
     ),
     (
+        "NaN gamma",
+        _set("methods.blur_npo.gamma", float("nan")),
+        ["config key 'methods.blur_npo.gamma': nan is not allowed: must be a finite number"],
+    ),
+    (
+        "infinite learning rate",
+        _set("unlearn.tofu.learning_rate", float("inf")),
+        ["config key 'unlearn.tofu.learning_rate': inf is not allowed: must be a finite number"],
+    ),
+    (
+        "NaN in a sweep grid",
+        _set("sweeps.muse_news.gamma", [0.5, float("nan")]),
+        ["config key 'sweeps.muse_news.gamma[1]': nan is not allowed"],
+    ),
+    (
+        "unlearning sequences longer than the positions",
+        _set("unlearn.muse_news.max_length", 1024),
+        ["config key 'unlearn.muse_news.max_length': 1024", "max_position_embeddings (512)"],
+    ),
+    (
+        "WMDP forget length longer than the positions",
+        _set("unlearn.wmdp.forget_lengths", {"bio": 64, "cyber": 600}),
+        ["config key 'unlearn.wmdp.forget_lengths.cyber': 600", "max_position_embeddings"],
+    ),
+    (
         "mapping replaced by a scalar",
         _set("muse", 5),
         ["config key 'muse': 5 is not allowed: must be a mapping"],
@@ -543,7 +568,10 @@ HUB_BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
     (
         "hub id without owner",
         _set("hub.wmdp.models.original.repo", "zephyr-7b-beta"),
-        ["config key 'hub.wmdp.models.original.repo'", "'zephyr-7b-beta'"],
+        [
+            "config key 'hub.wmdp.models.original.repo': 'zephyr-7b-beta' is not allowed: "
+            "must be a Hugging Face hub id, owner/name (e.g. muse-bench/MUSE-News)"
+        ],
     ),
     (
         "unknown model role",

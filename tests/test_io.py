@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bilevel_unlearning.io import (
+    UnreadableFileError,
     atomic_path,
     read_json,
     read_jsonl,
@@ -117,3 +118,35 @@ def test_jsonl_and_json_round_trip(tmp_path: Path) -> None:
     assert (tmp_path / "x.json").read_text().index('"a"') < (tmp_path / "x.json").read_text().index(
         '"b"'
     )
+
+
+def test_a_truncated_jsonl_names_the_file_the_line_and_what_makes_it(tmp_path: Path) -> None:
+    """A job killed while copying leaves a cut last line: JSONDecodeError said neither."""
+    split = tmp_path / "raw" / "forget.jsonl"
+    write_text(split, '{"text": "one"}\n{"text": "two"}\n{"text": "thr')
+    with pytest.raises(UnreadableFileError) as caught:
+        read_jsonl(split, made_by="rule generate_muse_news")
+    message = str(caught.value)
+    assert str(split) in message and "line 3, column" in message
+    assert "rerun rule generate_muse_news" in message
+
+
+def test_a_garbage_json_names_the_file(tmp_path: Path) -> None:
+    result = tmp_path / "eval" / "blur_npo" / "epoch_1.json"
+    write_text(result, "not json at all")
+    with pytest.raises(UnreadableFileError, match="line 1, column 1") as caught:
+        read_json(result, made_by="its evaluate_<benchmark> rule")
+    assert str(result) in str(caught.value) and "evaluate_<benchmark>" in str(caught.value)
+    with pytest.raises(FileNotFoundError, match=r"epoch_2\.json does not exist"):
+        read_json(result.with_name("epoch_2.json"))
+
+
+def test_a_tokenizer_folder_without_its_vocabulary_says_which_file_is_missing(
+    tmp_path: Path,
+) -> None:
+    from bilevel_unlearning.models.hf import load_tokenizer
+
+    folder = tmp_path / "tokenizer"
+    write_text(folder / "tokenizer_config.json", "{}")
+    with pytest.raises(FileNotFoundError, match=r"no vocabulary file \(tokenizer\.json"):
+        load_tokenizer(folder)

@@ -103,7 +103,7 @@ def check_outputs(stem: Path) -> None:
 
 SWEEP = [
     ("npo_gdr", 0.5, "npo_gdr-gamma0.5"),
-    ("npo_gdr", 2.0, "npo_gdr-gamma2"),
+    ("npo_gdr", 2.0, "npo_gdr-gamma2.0"),
     ("blur_npo", 0.5, "blur_npo-gamma0.5"),
     ("blur_npo", 2.0, "blur_npo"),
 ]

@@ -29,7 +29,24 @@ def config() -> dict:
 def test_run_names() -> None:
     assert run_name("blur_npo") == "blur_npo"
     assert run_name("blur_npo", 0.25) == "blur_npo-gamma0.25"
-    assert run_name("npo_gdr", 4.0, "forget05") == "npo_gdr-gamma4-forget05"
+    assert run_name("npo_gdr", 4.0, "forget05") == "npo_gdr-gamma4.0-forget05"
+
+
+def test_sweep_points_that_agree_to_many_digits_keep_their_own_runs(config: dict) -> None:
+    """{gamma:g} gave both 'gamma4': one run silently replaced the other."""
+    close = copy.deepcopy(config)
+    close["sweeps"]["muse_news"]["gamma"] = [4.0, 4.0000001]
+    runs = unlearn_runs(close, "muse_news")
+    assert runs["blur_npo-gamma4.0"].params["gamma"] == 4.0
+    assert runs["blur_npo-gamma4.0000001"].params["gamma"] == 4.0000001
+    assert len(runs) == len(close["unlearn"]["muse_news"]["methods"]) + 3 * 2
+
+
+def test_two_runs_with_one_name_are_an_error(config: dict) -> None:
+    twice = copy.deepcopy(config)
+    twice["sweeps"]["muse_news"]["gamma"] = [0.5, 0.5]  # the schema rejects this first
+    with pytest.raises(ValueError, match=r"two runs are named 'npo_gdr-gamma0\.5'"):
+        unlearn_runs(twice, "muse_news")
 
 
 def test_sweep_reuses_plain_runs_and_overrides_gamma(config: dict) -> None:
@@ -49,8 +66,8 @@ def test_a_swept_method_not_run_plainly_gets_its_own_gamma_point(config: dict) -
     changed = copy.deepcopy(config)
     changed["unlearn"]["muse_news"]["methods"] = ["ga"]
     names = {name for _, _, name in sweep_points(changed, "muse_news")}
-    assert "blur_npo-gamma1" in names
-    assert "blur_npo-gamma1" in unlearn_runs(changed, "muse_news")
+    assert "blur_npo-gamma1.0" in names
+    assert "blur_npo-gamma1.0" in unlearn_runs(changed, "muse_news")
 
 
 def test_tofu_runs_per_split_with_their_oracle(config: dict) -> None:
@@ -78,4 +95,4 @@ def test_reference_rows_and_oracles(config: dict) -> None:
     assert oracle_row("wmdp", "rmu") is None
     rows = evaluations(config, "muse_news")
     assert ("target", 0) in rows and ("retrain", 0) in rows
-    assert ("blur_npo-gamma4", 2) in rows and ("blur_npo", 1) in rows
+    assert ("blur_npo-gamma4.0", 2) in rows and ("blur_npo", 1) in rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from unlearn_fixtures import method, unlearner, weights
 
 from bilevel_unlearning.unlearn.loop import (
+    FINGERPRINT_FILE,
     LOG_FILE,
     NonFiniteError,
     checkpoint_folder,
@@ -39,9 +41,9 @@ class Interrupted(Exception):
     pass
 
 
-def run_until_epoch_1(name: str, out: Path, epochs: int) -> None:
+def run_until_epoch_1(name: str, out: Path, epochs: int, **settings) -> None:
     """Start a run and kill it right after its first checkpoint, as a job time limit would."""
-    first = unlearner(name, out, epochs=epochs)
+    first = unlearner(name, out, epochs=epochs, **settings)
     checkpoint = first._checkpoint
 
     def stop_after_epoch_1(epoch: int) -> None:
@@ -72,6 +74,48 @@ def test_resume_after_an_interruption_gives_bitwise_equal_weights(tmp_path: Path
     assert len(log_straight) == len(log_resumed) == 6
     strip = lambda line: {k: v for k, v in json.loads(line).items() if k != "tokens_per_s"}  # noqa: E731
     assert [strip(x) for x in log_straight] == [strip(x) for x in log_resumed]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"overrides": {"gamma": 2.0}},
+        {"overrides": {"gamma": float("nan")}},
+        {"learning_rate": 2e-3},
+        {"seed": 1},
+    ],
+    ids=["gamma", "gamma-nan", "learning-rate", "seed"],
+)
+def test_a_checkpoint_made_with_other_settings_is_discarded_not_resumed(
+    tmp_path: Path, change: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reviewer's case: a finished epoch of gamma 1, rerun with gamma 2, must not resume
+    from gamma 1's weights; the rerun equals a run that starts from scratch with gamma 2."""
+    run_until_epoch_1("blur_npo", tmp_path / "rerun", epochs=2)
+    fresh = unlearner("blur_npo", tmp_path / "fresh", epochs=2, **change)
+    rerun = unlearner("blur_npo", tmp_path / "rerun", epochs=2, **change)
+    if math.isnan(change.get("overrides", {}).get("gamma", 0.0)):
+        with pytest.raises(NonFiniteError):
+            rerun.run()
+        assert not checkpoint_folder(tmp_path / "rerun", 1).exists()  # gamma 1's is gone
+        return
+    fresh.run()
+    with caplog.at_level("WARNING"):
+        rerun.run()
+    assert "not resuming" in caplog.text and "made with different" in caplog.text
+    assert len(rerun.records) == len(fresh.records) == 4  # trained from the start model
+    for key, value in weights(fresh).items():
+        assert torch.equal(weights(rerun)[key], value), key
+
+
+def test_a_checkpoint_without_a_fingerprint_is_not_resumed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run_until_epoch_1("ga_gdr", tmp_path / "old", epochs=2)
+    (checkpoint_folder(tmp_path / "old", 1) / FINGERPRINT_FILE).unlink()  # as the old loop left
+    with caplog.at_level("WARNING"):
+        unlearner("ga_gdr", tmp_path / "old", epochs=2).run()
+    assert "no fingerprint" in caplog.text
 
 
 def test_non_finite_loss_stops_before_the_update_and_writes_no_checkpoint(tmp_path: Path) -> None:

@@ -323,3 +323,107 @@ def test_an_interrupted_unlearning_job_resumes_and_gives_the_same_tables(tiny_ru
     assert "resumed after epoch 1" in log
     assert evaluation(tiny_run, "muse_news", "blur_npo", 2)["metrics"] == before
     assert (tiny_run / "paper_figures/table_1_muse.csv").read_text() == table
+
+
+# -- no silently wrong result: reruns after a setting changed, verify, bad config files ----------
+
+
+def copy_of(tiny_run: Path, tmp_path: Path) -> Path:
+    """A finished run to change (file times and Snakemake's metadata kept)."""
+    work = tmp_path / "work"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    return work
+
+
+def weights_sha(run: Path, epoch: int = 2) -> str:
+    from bilevel_unlearning.io import sha256_file
+
+    return sha256_file(run / f"epoch_{epoch}" / "model.safetensors")
+
+
+def table_row(work: Path, row: str) -> str:
+    lines = (work / "paper_figures/table_1_muse.csv").read_text().splitlines()
+    return next(line for line in lines if line.split(",")[0] == row)
+
+
+def retrain_from_scratch(work: Path, run: Path, overrides: tuple[Path, ...]) -> None:
+    """The same run with the same config, its checkpoints and outputs deleted first."""
+    shutil.rmtree(run)
+    result = snakemake(work, str(run.relative_to(work) / "train_log.jsonl"), overrides=overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "methods:\n  blur_npo:\n    gamma: 2.0\n",
+        "unlearn:\n  muse_news:\n    learning_rate: 2.0e-3\n",
+    ],
+    ids=["gamma", "learning-rate"],
+)
+def test_a_changed_setting_retrains_from_the_start_model_not_the_old_checkpoint(
+    tiny_run: Path, tmp_path: Path, override: str
+) -> None:
+    """The reviewer's case: the rerun used to resume from the old setting's checkpoints and
+    publish the old weights under the new setting's name."""
+    work = copy_of(tiny_run, tmp_path)
+    run = work / "results/muse_news/unlearn/blur_npo"
+    before_weights, before_row = weights_sha(run), table_row(work, "blur_npo")
+    (work / "override.yaml").write_text(override)
+    overrides = (work / "override.yaml",)
+    result = snakemake(work, overrides=overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (work / "results/logs/unlearn/muse_news/blur_npo.log").read_text()
+    assert "not resuming" in log and "made with different" in log
+    changed = weights_sha(run)
+    assert changed != before_weights
+    assert table_row(work, "blur_npo") != before_row
+    retrain_from_scratch(work, run, overrides)
+    assert weights_sha(run) == changed
+
+
+def test_a_changed_start_model_retrains_from_it(tiny_run: Path, tmp_path: Path) -> None:
+    """Another target model (here: the retrain oracle's weights in its place) reruns the
+    unlearning, which must start from it, not resume from the old target's checkpoints."""
+    work = copy_of(tiny_run, tmp_path)
+    run = work / "results/muse_news/unlearn/blur_npo"
+    models = work / "results/muse_news/models"
+    before = weights_sha(run)
+    shutil.copyfile(models / "retrain/model.safetensors", models / "target/model.safetensors")
+    target = str(run.relative_to(work) / "train_log.jsonl")
+    result = snakemake(work, target)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (work / "results/logs/unlearn/muse_news/blur_npo.log").read_text()
+    assert "not resuming" in log and "inputs" in log
+    changed = weights_sha(run)
+    assert changed != before
+    retrain_from_scratch(work, run, ())
+    assert weights_sha(run) == changed
+
+
+def test_verify_covers_the_model_weights_and_runs_no_other_job(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    work = copy_of(tiny_run, tmp_path)
+    # a stale workspace: a setting changed, so jobs are pending; verify must not run them
+    (work / "override.yaml").write_text("tofu:\n  generation_max_new_tokens: 20\n")
+    stale = snakemake(work, "verify", overrides=(work / "override.yaml",))
+    output = stale.stdout + stale.stderr
+    assert stale.returncode == 0, output[-3000:]
+    assert planned_jobs(output) == {"verify": 1}
+    manifest = json.loads((work / "paper_figures/MANIFEST.json").read_text())
+    weights = [name for name in manifest["models"] if name.endswith("model.safetensors")]
+    assert "results/muse_news/unlearn/blur_npo/epoch_2/model.safetensors" in weights
+    (work / "results/muse_news/unlearn/blur_npo/epoch_2/model.safetensors").unlink()
+    broken = snakemake(work, "verify")
+    assert broken.returncode != 0
+    assert "blur_npo/epoch_2/model.safetensors: missing" in broken.stdout + broken.stderr
+
+
+def test_a_duplicate_key_in_a_configfile_names_the_file_and_line(tiny_run: Path) -> None:
+    twice = tiny_run / "twice.yaml"
+    twice.write_text("seed: 1\nprecision: float32\nseed: 2\n")
+    result = snakemake(tiny_run, "--dry-run", overrides=(twice,))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "found key 'seed' twice" in output and f'"{twice}", line 3' in output

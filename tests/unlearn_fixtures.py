@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -99,15 +100,25 @@ def method(name: str) -> dict:
 
 
 def unlearner(
-    name: str, out: Path, topics: int = 1, forget_examples: int = 8, **settings
+    name: str,
+    out: Path,
+    topics: int = 1,
+    forget_examples: int = 8,
+    overrides: dict | None = None,
+    **settings,
 ) -> Unlearner:
+    """A run of method `name` (its config updated by `overrides`); its fingerprint is the
+    method config and loop settings, as the unlearn job's includes them."""
     model = tiny_model()
-    config = method(name)
+    config = {**method(name), **(overrides or {})}
     # WHP's reinforced model is the target trained further; any other frozen model serves here
     reinforced = tiny_model(seed=1) if config["forget_loss"] == "whp" else None
     objective = Objective(config, copy.deepcopy(model), reinforced)
     loop = LoopSettings(**{"epochs": 1, "learning_rate": 1e-3, "batch_size": 4, **settings})
-    return Unlearner(model, objective, data(topics, forget_examples), loop, out)
+    fingerprint = {"method": config, "settings": dataclasses.asdict(loop)}
+    return Unlearner(
+        model, objective, data(topics, forget_examples), loop, out, fingerprint=fingerprint
+    )
 
 
 def weights(unlearner: Unlearner) -> dict[str, torch.Tensor]:

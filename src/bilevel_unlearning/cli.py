@@ -107,6 +107,22 @@ def cmd_report(args: argparse.Namespace) -> None:
         build_figure(args.figure, args.inputs, args.settings, Path(args.out))
 
 
+def cmd_check_config(args: argparse.Namespace) -> None:
+    """What Snakemake will see: config/config.yaml with the given files merged over it."""
+    from snakemake.utils import update_config
+
+    from bilevel_unlearning.config import ConfigError, read_yaml, validate_config
+
+    merged: dict = {}
+    try:
+        for path in [args.base, *args.configfiles]:
+            update_config(merged, read_yaml(path))
+        validate_config(merged)
+    except ConfigError as error:
+        raise SystemExit(str(error)) from None
+    print(f"valid: {' + '.join(map(str, [args.base, *args.configfiles]))}")
+
+
 def cmd_manifest(args: argparse.Namespace) -> None:
     from bilevel_unlearning.report.manifest import build_manifest
 
@@ -292,6 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", type=_json, required=True)
     p.add_argument("--out", required=True, help="output path without suffix")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "check-config",
+        help="parse config files (file, line and column of a syntax error; duplicate keys) "
+        "and validate them merged over config/config.yaml, as the workflow will",
+    )
+    p.add_argument("configfiles", nargs="*", help="the files given to --configfile")
+    p.add_argument("--base", default="config/config.yaml")
+    p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("manifest", help="checksums of the paper outputs and their result files")
     p.add_argument("--outputs", nargs="+", required=True)

@@ -20,6 +20,7 @@ import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 README = "config/README.md"
+HUB_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"  # the schema's hub_id
 
 RULES_NEEDING_RETAIN = ("weighted_sum", "blur", "blur_reversed")
 
@@ -109,6 +110,13 @@ def read_yaml(path: str | Path) -> Any:
             return yaml.load(handle, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
         raise ConfigError([f"the file is not valid YAML: {error}"], source=path) from error
+
+
+def check_config_files(paths: Sequence[str | Path]) -> None:
+    """Re-read every config file with the project's loader: duplicate keys (which Snakemake's
+    loader accepts, the last one winning) become an error naming the file, line and key."""
+    for path in paths:
+        read_yaml(path)
 
 
 def load_schema(schema_path: str | Path | None = None) -> dict:
@@ -232,7 +240,7 @@ def _not_allowed(path: Sequence[str | int], value: Any, allowed: str) -> str:
 
 def describe_error(error: jsonschema.ValidationError) -> list[str]:
     """Turn one jsonschema error into messages built from its validator, value and path."""
-    path = list(error.path)
+    path = list(error.absolute_path)  # a sub-error of anyOf: the path from the top
     kind, expected, value = error.validator, error.validator_value, error.instance
 
     if "propertyNames" in error.schema_path:
@@ -253,6 +261,10 @@ def describe_error(error: jsonschema.ValidationError) -> list[str]:
             for name in value
             if name not in allowed
         ]
+    if kind == "anyOf" and error.context:
+        # e.g. "a hub id or null": explain the branch the value was meant for (not null)
+        meant = [e for e in error.context if e.validator != "type" or e.validator_value != "null"]
+        return describe_error(jsonschema.exceptions.best_match(meant or error.context))
     return [_not_allowed(path, value, allowed_text(kind, expected, value))]
 
 
@@ -306,6 +318,11 @@ def allowed_text(kind: str, expected: Any, value: Any) -> str:
         return f"must have at least {expected} entr" + ("ies" if expected != 1 else "y")
     if kind == "minLength":
         return "must not be empty" if expected == 1 else f"must be at least {expected} characters"
+    if kind == "pattern" and expected == HUB_ID_PATTERN:
+        return (
+            "must be a Hugging Face hub id, owner/name (e.g. muse-bench/MUSE-News): letters, "
+            "digits, '.', '_' or '-' on each side of one '/', no spaces"
+        )
     if kind == "pattern":
         return f"must match the pattern {expected}"
     return f"{kind} {show(expected)} fails"
@@ -352,6 +369,7 @@ def cross_field_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -
     """Every violated rule that spans several keys."""
     known = _mapping(_mapping(schema.get("$defs")).get("benchmark_name")).get("enum", [])
     return [
+        *non_finite_problems(config),
         *benchmark_coverage_problems(config, known),
         *method_reference_problems(config),
         *sweep_problems(config),
@@ -630,17 +648,39 @@ def architecture_problems(config: Mapping[str, Any]) -> list[str]:
             )
         )
     positions = _int(arch.get("max_position_embeddings"))
-    for stage in ("pretrain", "finetune"):
-        length = _int(_mapping(models.get(stage)).get("max_length"))
+    lengths = [(["models", stage, "max_length"], _mapping(models.get(stage)).get("max_length"))
+               for stage in ("pretrain", "finetune")]  # fmt: skip
+    for benchmark, entry in _mapping(config.get("unlearn")).items():
+        entry = _mapping(entry)
+        lengths.append((["unlearn", benchmark, "max_length"], entry.get("max_length")))
+        lengths += [
+            (["unlearn", benchmark, "forget_lengths", topic], value)
+            for topic, value in _mapping(entry.get("forget_lengths")).items()
+        ]
+    for path, value in lengths:
+        length = _int(value)
         if positions and length and length > positions:
             problems.append(
                 _not_allowed(
-                    ["models", stage, "max_length"],
+                    path,
                     length,
-                    f"must be <= models.architecture.max_position_embeddings ({positions})",
+                    f"must be <= models.architecture.max_position_embeddings ({positions}), the "
+                    "longest sequence the model has positions for",
                 )
             )
     return problems
+
+
+def non_finite_problems(value: Any, path: list[str | int] | None = None) -> list[str]:
+    """NaN and infinity anywhere (YAML's .nan / .inf parse as floats the schema accepts)."""
+    path = path or []
+    if isinstance(value, float) and not math.isfinite(value):
+        return [_not_allowed(path, value, "must be a finite number (not NaN or infinity)")]
+    if isinstance(value, Mapping):
+        return [p for k, v in value.items() for p in non_finite_problems(v, [*path, k])]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in non_finite_problems(v, [*path, i])]
+    return []
 
 
 def reference_model_roles(benchmark: str, config: Mapping[str, Any]) -> list[str]:

@@ -53,21 +53,47 @@ def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]])
     write_text(path, "".join(line + "\n" for line in lines))
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a JSONL split; a missing file says which stage makes it."""
+DATA_STAGE = "the data stage (snakemake --cores 2 data, or the download rules with source: hub)"
+
+
+class UnreadableFileError(ValueError):
+    """A file exists but does not parse: names the file, the place and what makes it."""
+
+
+def _unreadable(path: Path, error: json.JSONDecodeError, made_by: str, line: int = 0) -> Exception:
+    where = f"line {line or error.lineno}, column {error.colno}"
+    return UnreadableFileError(
+        f"{path} is not valid JSON at {where} ({error.msg}): the file is truncated or damaged. "
+        f"Delete it and rerun {made_by}, which writes it."
+    )
+
+
+def read_jsonl(path: str | os.PathLike[str], made_by: str = DATA_STAGE) -> list[dict[str, Any]]:
+    """Read a JSONL split; a missing or damaged file names itself and what makes it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} does not exist: it is written by the data stage "
-            "(snakemake --cores 2 data, or the download rules with source: hub)."
-        )
+        raise FileNotFoundError(f"{path} does not exist: it is written by {made_by}.")
+    records = []
     with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise _unreadable(path, error, made_by, number) from None
+    return records
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """Read one JSON document."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def read_json(path: str | os.PathLike[str], made_by: str = "the rule that writes it") -> Any:
+    """Read one JSON document; a missing or damaged file names itself and what makes it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: it is written by {made_by}.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise _unreadable(path, error, made_by) from None
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -36,8 +36,10 @@ class Run:
 
 
 def run_name(method: str, gamma: float | None = None, split: str | None = None) -> str:
-    """blur_npo, blur_npo-gamma0.5, ga_gdr-forget05: readable and unique per run."""
-    name = method if gamma is None else f"{method}-gamma{gamma:g}"
+    """blur_npo, blur_npo-gamma0.5, npo_gdr-gamma4.0, ga_gdr-forget05: readable, and lossless:
+    the gamma is written as Python's shortest repr that reads back to the same float, so two
+    different gammas never share a name (4.0 and 4.0000001 stay apart)."""
+    name = method if gamma is None else f"{method}-gamma{float(gamma)!r}"
     return name if split is None else f"{name}-{split}"
 
 
@@ -75,18 +77,31 @@ def sweep_points(config: Mapping[str, Any], benchmark: str) -> list[tuple[str, f
 
 
 def unlearn_runs(config: Mapping[str, Any], benchmark: str) -> dict[str, Run]:
-    """Every unlearning run of a benchmark: its listed methods, then its sweep points."""
+    """Every unlearning run of a benchmark: its listed methods, then its sweep points.
+
+    Two runs never share a name: a second one would silently replace the first, so that is
+    an error naming both (config validation rejects the configs that could cause it)."""
     runs: dict[str, Run] = {}
+
+    def add(name: str, run: Run) -> None:
+        if name in runs:
+            raise ValueError(
+                f"{benchmark}: two runs are named {name!r} ({runs[name].method} and "
+                f"{run.method}); make the sweep's gamma values or the method names distinct"
+            )
+        runs[name] = run
+
     for split in _splits(config, benchmark):
         settings = _settings(config, benchmark, split)
         for method in config["unlearn"][benchmark]["methods"]:
-            runs[run_name(method, split=split)] = Run(
-                method, dict(config["methods"][method]), settings, split
+            add(
+                run_name(method, split=split),
+                Run(method, dict(config["methods"][method]), settings, split),
             )
         for method, gamma, name in sweep_points(config, benchmark):
             if name != method:
                 params = {**config["methods"][method], "gamma": gamma}
-                runs[run_name(method, gamma, split)] = Run(method, params, settings, split, gamma)
+                add(run_name(method, gamma, split), Run(method, params, settings, split, gamma))
     return runs
 
 

@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 import bilevel_unlearning
-from bilevel_unlearning.config import validate_config
+from bilevel_unlearning.config import check_config_files, validate_config
 from bilevel_unlearning.data.hub import (
     GatedDataError,
     hub_data_files,
@@ -30,6 +30,9 @@ from bilevel_unlearning.runs import (
     unlearn_runs,
 )
 
+# config/config.yaml and every --configfile, read again by the project's loader (duplicate
+# keys), then the merged config against the schema and the cross-field rules
+check_config_files(workflow.configfiles)
 validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 RESULTS = config["results_dir"]

@@ -104,7 +104,7 @@ def oracle_statistic(benchmark: str, reference: Path | None) -> Any:
     if reference is None:
         return None
     require_file(reference, f"evaluate_{benchmark} (the oracle's row)")
-    oracle = read_json(reference)
+    oracle = read_json(reference, made_by=f"rule evaluate_{benchmark} (the oracle's row)")
     if benchmark.startswith("muse_"):
         return oracle["metrics"]["privleak_auc"]
     if benchmark == "tofu":

@@ -15,6 +15,7 @@ from bilevel_unlearning.io import atomic_path
 from bilevel_unlearning.runtime import compute_device, compute_dtype
 
 PROVENANCE_FILE = "provenance.json"
+TOKENIZER_VOCABULARY_FILES = ("tokenizer.json", "tokenizer.model")
 
 
 def tiny_llama(architecture: Mapping[str, int], tokenizer: Any, seed: int) -> LlamaForCausalLM:
@@ -68,6 +69,7 @@ def load_model(
     job's compute device, see runtime.compute_device)."""
     path = Path(path)
     _require_model_folder(path)
+    weight_files(path)  # names a folder without weights, before transformers' long message
     model = AutoModelForCausalLM.from_pretrained(path, dtype=compute_dtype(precision))
     return model.to(compute_device() if device is None else device).eval()
 
@@ -89,5 +91,11 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
         raise FileNotFoundError(
             f"{path} holds no tokenizer (no tokenizer_config.json). It is made by the models "
             "stage (rule train_tokenizer) or the download stage."
+        )
+    if not any((path / name).is_file() for name in TOKENIZER_VOCABULARY_FILES):
+        raise FileNotFoundError(
+            f"{path} has tokenizer_config.json but no vocabulary file (tokenizer.json, or a "
+            "SentencePiece tokenizer.model): the folder is incomplete. Delete it and rerun the "
+            "rule that makes it (train_tokenizer, finetune_model or a download rule)."
         )
     return AutoTokenizer.from_pretrained(path)

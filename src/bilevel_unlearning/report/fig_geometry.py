@@ -22,7 +22,7 @@ def plot_geometry(logs: Mapping[str, Path], colours: Mapping[str, str], out: Pat
     """One panel per statistic; one line per run (its step log)."""
     figure, axes = new_figure(len(PANELS), height=1.5, columns=2.0)
     for run, path in logs.items():
-        records = read_jsonl(path)
+        records = read_jsonl(path, made_by="its unlearn_<benchmark> rule")
         steps = [r["step"] for r in records]
         for ax, (key, label, scale) in zip(axes, PANELS, strict=True):
             if key in records[0]:  # xi exists for BLUR's rules only

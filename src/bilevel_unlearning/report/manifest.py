@@ -25,6 +25,7 @@ def result_summary(path: Path) -> dict[str, Any]:
             commit=provenance.get("git", {}).get("commit"),
             dirty=provenance.get("git", {}).get("dirty"),
             config_sha256=provenance.get("config_sha256"),
+            model=provenance.get("model"),
             model_sha256=provenance.get("model_sha256"),
             device=provenance.get("device"),
             precision=provenance.get("precision"),
@@ -32,20 +33,36 @@ def result_summary(path: Path) -> dict[str, Any]:
     return summary
 
 
+def model_files(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, str]]:
+    """Every weight file behind the results, with the SHA-256 its evaluation recorded."""
+    models = {}
+    for summary in results.values():
+        folder = summary.get("model")
+        for name, digest in (summary.get("model_sha256") or {}).items():
+            if folder:
+                models[str(Path(folder) / name)] = {"sha256": digest}
+    return dict(sorted(models.items()))
+
+
 def build_manifest(outputs: Sequence[Path], results: Sequence[Path], out: Path) -> None:
+    summaries = {str(p): result_summary(p) for p in results}
     manifest = {
         "outputs": {str(p): {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in outputs},
-        "results": {str(p): result_summary(p) for p in results},
+        "results": summaries,
+        "models": model_files(summaries),
     }
     write_json(out, manifest)
 
 
 def verify_manifest(manifest_path: Path) -> list[str]:
-    """Every file whose checksum no longer matches, or that is gone."""
-    manifest = read_json(manifest_path)
+    """Every file (table, figure, result JSON, model weights) whose checksum no longer
+    matches the manifest, or that is gone. Reads only: it runs and writes nothing."""
+    manifest = read_json(
+        manifest_path, made_by="rule manifest (snakemake paper_figures/MANIFEST.json)"
+    )
     problems = []
-    for section in ("outputs", "results"):
-        for name, entry in manifest[section].items():
+    for section in ("outputs", "results", "models"):
+        for name, entry in manifest.get(section, {}).items():
             path = Path(name)
             if not path.is_file():
                 problems.append(f"{name}: missing")

@@ -193,7 +193,7 @@ def load_results(paths: Sequence[str | Path]) -> dict[tuple[str, str, int], dict
     """(benchmark, row, epoch) -> evaluation JSON, for every file given."""
     results = {}
     for path in paths:
-        record = read_json(path)
+        record = read_json(path, made_by="its evaluate_<benchmark> rule")
         results[(record["benchmark"], record["run"], int(record["epoch"]))] = record
     return results
 

@@ -21,12 +21,18 @@ theta_0 - negation * (theta - theta_0), and the trained weights are kept for res
 Each epoch ends with an atomic checkpoint folder (weights + optimizer/scheduler state) and the
 step log up to that point; a run resumes from the last complete checkpoint and gives the same
 weights as an uninterrupted run, because each epoch's data order comes from (seed, epoch).
+A checkpoint records the fingerprint of everything that made it (method, settings, seed,
+precision, the start model's and data's checksums, LOOP_VERSION); a run resumes only from a
+checkpoint with its own fingerprint and otherwise discards the checkpoints, saying why, and
+starts from the start model. The number of processes is not part of it: the global batch
+gives the same updates on any count.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -49,8 +55,12 @@ from bilevel_unlearning.unlearn.rules import GradStats, combine
 log = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.pt"
+FINGERPRINT_FILE = "fingerprint.json"
 CHECKPOINTS = "checkpoints"
 LOG_FILE = "train_log.jsonl"
+# Raised whenever the loop's arithmetic changes, so checkpoints of an older loop are not
+# resumed (2: the config's batch is global, micro-batches weighted by their share).
+LOOP_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,18 @@ def checkpoint_folder(out: Path, epoch: int) -> Path:
     return out / CHECKPOINTS / f"epoch_{epoch}"
 
 
+def fingerprint_digest(fingerprint: Mapping[str, Any]) -> str:
+    """SHA-256 of what determines a run (sorted JSON, so key order does not matter)."""
+    text = json.dumps({**fingerprint, "loop_version": LOOP_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _differing_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [k for k in keys if json.dumps(old.get(k), sort_keys=True, default=str)
+            != json.dumps(new.get(k), sort_keys=True, default=str)]  # fmt: skip
+
+
 def last_complete_epoch(out: Path, epochs: int) -> int:
     """The latest epoch whose checkpoint folder exists (folders are written atomically)."""
     done = [e for e in range(1, epochs + 1) if (checkpoint_folder(out, e) / STATE_FILE).is_file()]
@@ -147,6 +169,7 @@ class Unlearner:
     settings: LoopSettings
     out: Path
     accelerator: Any = None
+    fingerprint: Mapping[str, Any] = field(default_factory=dict)  # what made the run
     device: torch.device | None = None  # default: runtime.compute_device(accelerator)
     save_model: Callable[[torch.nn.Module, Path], None] | None = None
     records: list[StepRecord] = field(default_factory=list)
@@ -271,8 +294,37 @@ class Unlearner:
 
     # -- epochs, checkpoints, resume ----------------------------------------------------------
 
-    def run(self) -> list[StepRecord]:
+    def _resumable_epoch(self) -> int:
+        """The last complete checkpoint if this run made it, else 0 (checkpoints discarded)."""
         start = last_complete_epoch(self.out, self.settings.epochs)
+        if not start:
+            return 0
+        recorded_file = checkpoint_folder(self.out, start) / FINGERPRINT_FILE
+        recorded = json.loads(recorded_file.read_text()) if recorded_file.is_file() else {}
+        if recorded.get("sha256") == fingerprint_digest(self.fingerprint):
+            return start
+        why = (
+            "it has no fingerprint (an older version of the loop made it)"
+            if not recorded
+            else "it was made with different "
+            + ", ".join(_differing_keys(recorded.get("made_from", {}), self._made_from()))
+        )
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            shutil.rmtree(self.out / CHECKPOINTS)
+        self.accelerator.wait_for_everyone()
+        log.warning(
+            "not resuming from %s: %s; discarded the checkpoints, starting from the start model",
+            checkpoint_folder(self.out, start),
+            why,
+        )
+        return 0
+
+    def _made_from(self) -> dict[str, Any]:
+        return {**self.fingerprint, "loop_version": LOOP_VERSION}
+
+    def run(self) -> list[StepRecord]:
+        start = self._resumable_epoch()
         if start:
             self._resume(start)
         progress = _progress(self.total_steps, start * self.total_steps // self.settings.epochs)
@@ -315,6 +367,11 @@ class Unlearner:
             else:
                 model.save_pretrained(tmp, safe_serialization=True)
             torch.save(state, tmp / STATE_FILE)
+            made_from = {
+                "sha256": fingerprint_digest(self.fingerprint),
+                "made_from": self._made_from(),
+            }
+            (tmp / FINGERPRINT_FILE).write_text(json.dumps(made_from, indent=2, default=str))
         write_text(
             self.out / CHECKPOINTS / LOG_FILE, "".join(r.as_json() + "\n" for r in self.records)
         )

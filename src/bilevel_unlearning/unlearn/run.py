@@ -116,6 +116,21 @@ def unlearn_step(
     def save(model: torch.nn.Module, folder: Path) -> None:
         write_model_folder(model, tokenizer, folder, record)
 
+    fingerprint = {
+        "method": dict(method),
+        "settings": dict(settings),
+        "seed": seed,
+        "precision": precision,
+        "inputs": record["inputs"],  # SHA-256 of the start model's weights and the data files
+    }
     Unlearner(
-        model, objective, data, loop, out, accelerator=accelerator, device=device, save_model=save
+        model,
+        objective,
+        data,
+        loop,
+        out,
+        accelerator=accelerator,
+        fingerprint=fingerprint,
+        device=device,
+        save_model=save,
     ).run()
