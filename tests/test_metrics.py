@@ -42,8 +42,17 @@ def test_privleak_direction() -> None:
     assert m.privleak(0.4772, 0.4772) == 0.0
 
 
+def test_truth_ratio_takes_the_geometric_mean_of_the_perturbed_answers() -> None:
+    """open-unlearning's form: exp(mean log p) = sqrt(0.1 * 0.4) = 0.2, over 0.5 -> 0.4.
+    The arithmetic mean (the old form) gives 0.25 / 0.5 = 0.5: the test tells them apart."""
+    assert m.truth_ratio(0.5, [0.1, 0.4]) == pytest.approx(0.4)
+    assert m.truth_ratio(0.5, [0.1, 0.4]) != pytest.approx(0.5)
+    assert m.geometric_mean([0.5, 0.5, 0.5]) == pytest.approx(0.5)
+    assert m.geometric_mean([0.3, 0.0]) == 0.0
+
+
 def test_truth_ratio_both_ways() -> None:
-    tr = m.truth_ratio(0.5, [0.1, 0.3])  # mean 0.2 over 0.5
+    tr = m.truth_ratio(0.5, [0.2, 0.2])
     assert tr == pytest.approx(0.4)
     assert m.truth_ratio_closer_to_one([0.4, 2.0]) == pytest.approx((0.4 + 0.5) / 2)
     assert m.truth_ratio_true_better([0.4, 2.0]) == pytest.approx((0.6 + 0.0) / 2)
@@ -100,3 +109,65 @@ def test_privleak_scores_cover_every_text(tiny_model: Any, tokenizer: Any, data_
     holdout = (data_root / "muse_news/privleak/holdout.jsonl").read_text().splitlines()
     assert len(scores["holdout"]) == len(holdout)
     assert all(s > 0 for s in scores["forget"] + scores["holdout"])  # minus log-probs
+
+
+class WordTokenizer:
+    """A tokenizer of whole words with a BOS token: enough to hand-check VerbMem's cut."""
+
+    bos = "<s>"
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> dict:
+        ids = [self.vocab(w) for w in text.split()]
+        return {"input_ids": ([0] if add_special_tokens else []) + ids}
+
+    def vocab(self, word: str) -> int:
+        return 1 + ord(word[0]) - ord("a")
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        words = [self.bos if i == 0 else chr(ord("a") + i - 1) for i in ids]
+        return " ".join(w for w in words if not (skip_special_tokens and w == self.bos))
+
+
+def test_verbmem_reference_is_cut_with_the_bos_token_as_muse_cuts_it() -> None:
+    """A 3-token continuation is compared with BOS + 2 words, i.e. 2 words of text: the old
+    cut (no BOS) kept 3 words."""
+    from bilevel_unlearning.evaluation.muse import verbmem_reference
+
+    assert verbmem_reference(WordTokenizer(), "a b c d", 3) == "a b"
+    assert verbmem_reference(WordTokenizer(), "a b c d", 10) == "a b c d"
+
+
+def test_min_k_scores_whole_texts_when_no_length_is_set(tiny_model: Any, tokenizer: Any) -> None:
+    """MUSE's code never truncates: max_length None scores every token."""
+    from bilevel_unlearning.evaluation.muse import min_k_scores
+
+    text = " ".join(["the long text goes on"] * 30)
+    whole = text_scoring_example(tokenizer, text, None)
+    assert len(whole.input_ids) > 40
+    cut, full = (min_k_scores(tiny_model, tokenizer, [text], 1.0, n, 2)[0] for n in (8, None))
+    expected = one_by_one(tiny_model, list(whole.input_ids), list(whole.labels))
+    assert full == pytest.approx(-sum(expected) / len(expected), rel=1e-5)
+    assert cut != pytest.approx(full)
+
+
+def test_privleak_uses_the_published_retrain_auc_and_keeps_the_own_one_beside(
+    tiny_model: Any, tokenizer: Any, data_root: Path
+) -> None:
+    """The paper's rows divide by MUSE's constant (0.4772 on News), as the authors' code; the
+    gap to the run's own retrain model is recorded beside it."""
+    from bilevel_unlearning.evaluation.muse import evaluate_muse
+
+    settings = {
+        "batch_size": 8,
+        "verbmem_max_new_tokens": 4,
+        "knowmem_max_new_tokens": 4,
+        "privleak_k": 0.4,
+        "privleak_max_length": None,
+    }
+    data = data_root / "muse_news"
+    own = evaluate_muse(tiny_model, tokenizer, data, settings, 0.6)["metrics"]
+    paper = evaluate_muse(tiny_model, tokenizer, data, settings, 0.6, 0.4772)["metrics"]
+    auc = paper["privleak_auc"]
+    assert paper["privleak"] == pytest.approx((auc - 0.4772) / 0.4772 * 100)
+    assert paper["privleak_own_retrain"] == pytest.approx((auc - 0.6) / 0.6 * 100)
+    assert own["privleak"] == paper["privleak_own_retrain"] and "own_auc_retrain" not in own

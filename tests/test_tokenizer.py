@@ -111,3 +111,29 @@ def test_save_and_reload_keeps_ids_and_template(tmp_path: Path, tokenizer: Any) 
     assert (reloaded.bos_token, reloaded.eos_token, reloaded.pad_token) == (BOS, EOS, PAD)
     assert reloaded.pad_token_id == tokenizer.pad_token_id
     assert reloaded.padding_side == "right"
+
+
+def test_the_tofu_chat_prompt_of_a_known_item_is_a_fixed_string(tokenizer: Any) -> None:
+    """The same text in fine-tuning, unlearning and evaluation, with the system prompt."""
+    from bilevel_unlearning.models.train import ChatFormat
+
+    chat = ChatFormat.from_settings({"system_prompt": "You are a helpful assistant."})
+    question = "Who wrote the book?"
+    assert chat_prompt(tokenizer, question, chat) == (
+        "System: You are a helpful assistant.\nQuestion: Who wrote the book?\nAnswer: "
+    )
+    assert chat_prompt(tokenizer, question) == "Question: Who wrote the book?\nAnswer: "
+
+
+def test_the_template_gets_a_fixed_date_never_todays(tokenizer: Any) -> None:
+    """Llama-3 templates print `date_string` (today's when not given) into the system header."""
+    import copy
+
+    from bilevel_unlearning.models.train import ChatFormat
+
+    dated = copy.deepcopy(tokenizer)
+    dated.chat_template = "Today Date: {{ date_string }}|{{ messages[-1]['content'] }}"
+    assert chat_prompt(dated, "q") == "Today Date: 10 Apr 2025|q"
+    assert (
+        chat_prompt(dated, "q", ChatFormat(date_string="1 Jan 2024")) == "Today Date: 1 Jan 2024|q"
+    )

@@ -24,7 +24,7 @@ from bilevel_unlearning.models.hf import (
 )
 from bilevel_unlearning.models.recipes import role_sources, training_examples
 from bilevel_unlearning.models.tokenizer import train_tokenizer
-from bilevel_unlearning.models.train import Example, text_example, train_causal_lm
+from bilevel_unlearning.models.train import ChatFormat, Example, text_example, train_causal_lm
 from bilevel_unlearning.runtime import compute_device
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,8 @@ def finetune_step(
     tokenizer = load_tokenizer(base)
     model = load_model(base)
     max_length = settings["max_length"]
-    examples = training_examples(benchmark, role, data_dir, tokenizer, max_length)
+    chat = ChatFormat.from_settings(settings)  # TOFU's chat keys, merged in by the workflow
+    examples = training_examples(benchmark, role, data_dir, tokenizer, max_length, chat)
     corpora = [corpus] if corpus is not None else []
     replay = [text_example(tokenizer, t, max_length) for t in _texts(corpora)]
     replay_per_epoch = round(settings["replay_general"] * len(examples)) if replay else 0

@@ -54,7 +54,15 @@ def _settings(config: Mapping[str, Any], benchmark: str, split: str | None) -> d
         settings["topics"] = list(config["wmdp"]["topics"])
     if split is not None:
         settings.update(forget_split=split, retain_split=TOFU_RETAIN_OF[split])
+        settings.update(chat_settings(config))
     return settings
+
+
+def chat_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """TOFU's chat format (system prompt, template date): every stage that formats a question
+    (fine-tuning, unlearning, evaluation, sanity) receives the same."""
+    tofu = config.get("tofu", {})
+    return {key: tofu[key] for key in ("system_prompt", "chat_date") if key in tofu}
 
 
 def sweep_points(config: Mapping[str, Any], benchmark: str) -> list[tuple[str, float, str]]:

@@ -20,7 +20,7 @@ from bilevel_unlearning.evaluation.rouge import mean_rouge_l
 from bilevel_unlearning.evaluation.wmdp import lm_eval_accuracy
 from bilevel_unlearning.io import read_json, read_jsonl, write_json, write_text
 from bilevel_unlearning.models.hf import load_model, load_tokenizer
-from bilevel_unlearning.models.train import chat_prompt
+from bilevel_unlearning.models.train import ChatFormat, chat_prompt
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,14 @@ def probe_muse(data: Path, models: Path, settings: Mapping[str, Any]) -> dict[st
 
 
 def tofu_rouge(
-    model: Any, tokenizer: Any, records: Sequence[Mapping[str, str]], tokens: int
+    model: Any,
+    tokenizer: Any,
+    records: Sequence[Mapping[str, str]],
+    tokens: int,
+    chat: ChatFormat,
 ) -> float:
     """TOFU ROUGE-L recall (stemmed) x100 of greedy answers to chat-formatted questions."""
-    prompts = [chat_prompt(tokenizer, r["question"]) for r in records]
+    prompts = [chat_prompt(tokenizer, r["question"], chat) for r in records]
     outputs = greedy_generate(model, tokenizer, prompts, tokens)
     return 100 * mean_rouge_l([r["answer"] for r in records], outputs, measure="recall", stem=True)
 
@@ -87,13 +91,15 @@ def probe_tofu(data: Path, models: Path, settings: Mapping[str, Any]) -> dict[st
     forget = {split: read_jsonl(data / f"{split}.jsonl") for split in splits}
     retain = read_jsonl(data / "retain_perturbed.jsonl")
     tokens = settings["generation_max_new_tokens"]
+    chat = ChatFormat.from_settings(settings)
     scores: dict[str, dict[str, float]] = {}
     for role in ["full", *oracles.values()]:
         model, tokenizer = load_model(models / role), load_tokenizer(models / role)
-        scores[role] = {"rouge_retain": tofu_rouge(model, tokenizer, retain, tokens)}
+        scores[role] = {"rouge_retain": tofu_rouge(model, tokenizer, retain, tokens, chat)}
         for split in splits:
             if role in ("full", oracles[split]):
-                scores[role][f"rouge_{split}"] = tofu_rouge(model, tokenizer, forget[split], tokens)
+                rouge = tofu_rouge(model, tokenizer, forget[split], tokens, chat)
+                scores[role][f"rouge_{split}"] = rouge
     checks = {
         f"rouge_{split}: full > {oracle}": scores["full"][f"rouge_{split}"]
         > scores[oracle][f"rouge_{split}"]

@@ -21,6 +21,7 @@ from bilevel_unlearning.data.miniature import LM_EVAL_TASKS
 from bilevel_unlearning.models.recipes import model_roles, role_sources
 from bilevel_unlearning.runs import (
     START_ROLE,
+    chat_settings,
     evaluation_settings,
     evaluations,
     family,

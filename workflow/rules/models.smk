@@ -85,7 +85,11 @@ if MINIATURE or BUILT:
         threads: 1
         params:
             seed=SEED,
-            settings=as_json(config["models"]["finetune"]),
+            settings=lambda w: as_json(
+                {**config["models"]["finetune"], **chat_settings(config)}
+                if w.benchmark == "tofu"
+                else config["models"]["finetune"]
+            ),
             data=lambda w: f"{RESULTS}/{w.benchmark}/data",
         shell:
             FINETUNE_SHELL

@@ -181,12 +181,12 @@ rule manifest:
 # Read-only: the manifest is a parameter, not an input, so `snakemake verify` runs no other
 # job (a stale workspace is reported, not rebuilt); it writes its own log and nothing else.
 rule verify:
-    params:
-        manifest=rules.manifest.output[0],
     log:
         f"{RESULTS}/logs/report/verify.log",
     conda:
         ENV
+    params:
+        manifest=rules.manifest.output[0],
     shell:
         "python -m bilevel_unlearning.cli verify --manifest {params.manifest} 2>&1 | tee {log}"
 

@@ -14,8 +14,8 @@ import torch
 from bilevel_unlearning.models.train import IGNORE, Example, collate, encode
 
 
-def text_scoring_example(tokenizer: Any, text: str, max_length: int) -> Example:
-    """A text scored on every token after BOS, cut to max_length tokens (no EOS appended)."""
+def text_scoring_example(tokenizer: Any, text: str, max_length: int | None) -> Example:
+    """A text scored on every token after BOS, cut to max_length tokens (None: whole; no EOS)."""
     ids = tuple(encode(tokenizer, text)[:max_length])
     return Example(ids, ids)
 

@@ -57,9 +57,18 @@ def privleak(auc_model: float, auc_retrain: float) -> float:
     return (auc_model - auc_retrain) / auc_retrain * 100
 
 
+def geometric_mean(values: Sequence[float]) -> float:
+    """exp of the mean log: the mean of probabilities as TOFU's metric code takes it."""
+    if any(v <= 0 for v in values):
+        return 0.0
+    return math.exp(mean([math.log(v) for v in values]))
+
+
 def truth_ratio(paraphrased_prob: float, perturbed_probs: Sequence[float]) -> float:
-    """TOFU's truth ratio: mean probability of the perturbed answers over the paraphrased one's."""
-    return mean(perturbed_probs) / paraphrased_prob
+    """TOFU's truth ratio: the GEOMETRIC mean of the perturbed answers' (length-normalised)
+    probabilities over the paraphrased answer's, as open-unlearning and the BLUR authors' TOFU
+    code compute it (the mean of the perturbed answers' mean token log-probs, then exp)."""
+    return geometric_mean(perturbed_probs) / paraphrased_prob
 
 
 def truth_ratio_closer_to_one(ratios: Sequence[float]) -> float:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bilevel_unlearning.evaluation.generation import greedy_generate
+from bilevel_unlearning.evaluation.generation import greedy_generate, greedy_generate_counted
 from bilevel_unlearning.evaluation.likelihood import labelled_logprobs, text_scoring_example
 from bilevel_unlearning.evaluation.metrics import mean, min_k_score, privleak, privleak_auc
 from bilevel_unlearning.evaluation.rouge import rouge_l
@@ -52,9 +52,12 @@ def knowmem(
     return rouge_items([x["answer"] for x in qa], outputs)
 
 
-def first_tokens(tokenizer: Any, text: str, count: int) -> str:
-    """The text's first `count` tokens, decoded: VerbMem's ground truth is cut like the output."""
-    return tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"][:count])
+def verbmem_reference(tokenizer: Any, text: str, count: int) -> str:
+    """VerbMem's ground truth as MUSE's code cuts it: tokenised WITH the BOS token, cut to the
+    continuation's token count, decoded without special tokens; so a 128-token continuation is
+    compared with 127 tokens of text (BOS takes one place)."""
+    ids = tokenizer(text, add_special_tokens=True)["input_ids"][:count]
+    return tokenizer.decode(ids, skip_special_tokens=True)
 
 
 def verbmem(
@@ -62,23 +65,31 @@ def verbmem(
 ) -> list[dict[str, Any]]:
     """VerbMem: the continuation of each forget prompt against the true continuation."""
     records = read_jsonl(data / "verbmem/forget.jsonl")
-    outputs = greedy_generate(
+    outputs, counts = greedy_generate_counted(
         model, tokenizer, [r["prompt"] for r in records], max_new_tokens, batch_size=batch_size
     )
-    truths = [first_tokens(tokenizer, r["gt"], max_new_tokens) for r in records]
+    truths = [
+        verbmem_reference(tokenizer, r["gt"], n) for r, n in zip(records, counts, strict=True)
+    ]
     return rouge_items(truths, outputs)
 
 
 def min_k_scores(
-    model: Any, tokenizer: Any, texts: Sequence[str], k: float, max_length: int, batch_size: int
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    k: float,
+    max_length: int | None,
+    batch_size: int,
 ) -> list[float]:
+    """Min-K% of each text; max_length None scores the whole text, as MUSE's code does."""
     examples = [text_scoring_example(tokenizer, t, max_length) for t in texts]
     logprobs = labelled_logprobs(model, examples, tokenizer.pad_token_id, batch_size)
     return [min_k_score(lp, k) for lp in logprobs]
 
 
 def privleak_scores(
-    model: Any, tokenizer: Any, data: Path, k: float, max_length: int, batch_size: int
+    model: Any, tokenizer: Any, data: Path, k: float, max_length: int | None, batch_size: int
 ) -> dict[str, list[float]]:
     """Min-K% of every privleak forget and holdout text."""
     return {
@@ -100,8 +111,13 @@ def evaluate_muse(
     data: Path,
     settings: Mapping[str, Any],
     auc_retrain: float | None,
+    published_auc_retrain: float | None = None,
 ) -> dict[str, Any]:
-    """Every MUSE metric of one model; auc_retrain None means this model is the oracle."""
+    """Every MUSE metric of one model; auc_retrain None means this model is the oracle.
+
+    PrivLeak's reference: MUSE's published retrain AUC where given (the real corpora: the
+    paper's rows use it, as the authors' evaluation does), else the run's own retrain model's
+    AUC (the miniature). Both gaps are recorded when both exist."""
     batch = settings["batch_size"]
     items = {
         "verbmem_forget": verbmem(
@@ -118,9 +134,16 @@ def evaluate_muse(
         model, tokenizer, data, settings["privleak_k"], settings["privleak_max_length"], batch
     )
     auc = privleak_auc(mink["forget"], mink["holdout"])
-    reference = auc if auc_retrain is None else auc_retrain
+    own = auc if auc_retrain is None else auc_retrain
+    reference = own if published_auc_retrain is None else published_auc_retrain
     metrics = {name: 100 * mean([x["rouge_l_f1"] for x in rows]) for name, rows in items.items()}
     metrics.update(privleak=privleak(auc, reference), privleak_auc=auc, auc_retrain=reference)
+    if published_auc_retrain is not None:
+        metrics.update(
+            published_auc_retrain=published_auc_retrain,
+            own_auc_retrain=own,
+            privleak_own_retrain=privleak(auc, own),
+        )
     return {
         "metrics": metrics,
         "items": {**items, "privleak_min_k": mink},

@@ -139,9 +139,8 @@ def evaluate_step(
                 model, tokenizer, data, settings["forget_split"], settings, oracle
             )
         else:
-            result = evaluate_muse(model, tokenizer, data, settings, oracle)
-            if source == "hub":
-                result["metrics"]["published_auc_retrain"] = PUBLISHED_AUC_RETRAIN[benchmark]
+            published = PUBLISHED_AUC_RETRAIN[benchmark] if source == "hub" else None
+            result = evaluate_muse(model, tokenizer, data, settings, oracle, published)
     record = {
         "benchmark": benchmark,
         "run": run,

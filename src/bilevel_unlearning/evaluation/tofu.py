@@ -16,7 +16,7 @@ from bilevel_unlearning.evaluation.generation import greedy_generate
 from bilevel_unlearning.evaluation.likelihood import labelled_logprobs
 from bilevel_unlearning.evaluation.rouge import rouge_l
 from bilevel_unlearning.io import read_jsonl
-from bilevel_unlearning.models.train import chat_prompt, qa_example
+from bilevel_unlearning.models.train import ChatFormat, chat_prompt, qa_example
 
 # the utility sets: file, short name, the answer the truth ratio treats as true, probability form
 UTILITY_SETS = (
@@ -32,9 +32,10 @@ def answer_probs(
     pairs: Sequence[tuple[str, str]],
     max_length: int,
     batch_size: int,
+    chat: ChatFormat,
 ) -> list[float]:
     """Length-normalised probability of each (question, answer) under the chat format."""
-    examples = [qa_example(tokenizer, q, a, max_length) for q, a in pairs]
+    examples = [qa_example(tokenizer, q, a, max_length, chat) for q, a in pairs]
     logprobs = labelled_logprobs(model, examples, tokenizer.pad_token_id, batch_size)
     return [m.sequence_prob(lp) for lp in logprobs]
 
@@ -48,12 +49,13 @@ def score_set(
 ) -> list[dict[str, Any]]:
     """Per item: P(answer), P(true_field), P(each perturbed answer), truth ratio, ROUGE recall."""
     batch, length = settings["batch_size"], settings["max_length"]
+    chat = ChatFormat.from_settings(settings)
     pairs: list[tuple[str, str]] = []
     for r in records:
         pairs += [(r["question"], r["answer"]), (r["question"], r[true_field])]
         pairs += [(r["question"], p) for p in r["perturbed_answer"]]
-    probs = iter(answer_probs(model, tokenizer, pairs, length, batch))
-    prompts = [chat_prompt(tokenizer, r["question"]) for r in records]
+    probs = iter(answer_probs(model, tokenizer, pairs, length, batch, chat))
+    prompts = [chat_prompt(tokenizer, r["question"], chat) for r in records]
     outputs = greedy_generate(
         model, tokenizer, prompts, settings["generation_max_new_tokens"], batch_size=batch
     )

@@ -12,7 +12,13 @@ from typing import Any
 
 from bilevel_unlearning.data.layout import TOFU_RETAIN_OF
 from bilevel_unlearning.io import read_jsonl
-from bilevel_unlearning.models.train import Example, qa_example, text_example
+from bilevel_unlearning.models.train import (
+    PLAIN_CHAT,
+    ChatFormat,
+    Example,
+    qa_example,
+    text_example,
+)
 
 MUSE_SOURCES = {
     "target": ("raw/forget.jsonl", "raw/retain1.jsonl", "raw/retain2.jsonl"),
@@ -48,10 +54,17 @@ def role_sources(benchmark: str, role: str) -> tuple[str, ...]:
 
 
 def training_examples(
-    benchmark: str, role: str, data_dir: Path, tokenizer: Any, max_length: int
+    benchmark: str,
+    role: str,
+    data_dir: Path,
+    tokenizer: Any,
+    max_length: int,
+    chat: ChatFormat = PLAIN_CHAT,
 ) -> list[Example]:
-    """Tokenized training examples of one role."""
+    """Tokenized training examples of one role (TOFU's in the chat format it is evaluated in)."""
     records = [r for source in role_sources(benchmark, role) for r in read_jsonl(data_dir / source)]
     if benchmark == "tofu":
-        return [qa_example(tokenizer, r["question"], r["answer"], max_length) for r in records]
+        return [
+            qa_example(tokenizer, r["question"], r["answer"], max_length, chat) for r in records
+        ]
     return [text_example(tokenizer, r["text"], max_length) for r in records]

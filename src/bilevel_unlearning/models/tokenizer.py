@@ -20,7 +20,8 @@ BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 # a real instruct model's template is (TOFU formats its questions this way).
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
-    "{% if message['role'] == 'user' %}{{ 'Question: ' + message['content'] + '\n' }}"
+    "{% if message['role'] == 'system' %}{{ 'System: ' + message['content'] + '\n' }}"
+    "{% elif message['role'] == 'user' %}{{ 'Question: ' + message['content'] + '\n' }}"
     "{% elif message['role'] == 'assistant' %}{{ 'Answer: ' + message['content'] + eos_token }}"
     "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ 'Answer: ' }}{% endif %}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,21 +38,53 @@ def text_example(tokenizer: Any, text: str, max_length: int) -> Example:
     return Example(tuple(ids), tuple(ids))
 
 
-def chat_prompt(tokenizer: Any, question: str) -> str:
+# open-unlearning's fixed date for Llama-3 chat templates, which otherwise insert today's date
+# (an evaluation would then depend on the day it ran).
+DEFAULT_CHAT_DATE = "10 Apr 2025"
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """How a question (and answer) is rendered: the same in fine-tuning, unlearning and
+    evaluation. `system_prompt`: what the TOFU models were fine-tuned with ("You are a helpful
+    assistant." for open-unlearning's Llama-3.2-1B-Instruct); None: no system message."""
+
+    system_prompt: str | None = None
+    date_string: str = DEFAULT_CHAT_DATE
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> ChatFormat:
+        """From the config's tofu section (keys system_prompt, chat_date)."""
+        return cls(settings.get("system_prompt"), settings.get("chat_date", DEFAULT_CHAT_DATE))
+
+    def render(self, tokenizer: Any, question: str, answer: str | None = None) -> str:
+        """The prompt (answer None: ends where the model answers) or the whole exchange."""
+        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        messages.append({"role": "user", "content": question})
+        if answer is not None:
+            messages.append({"role": "assistant", "content": answer})
+        return tokenizer.apply_chat_template(
+            messages,
+            add_generation_prompt=answer is None,
+            tokenize=False,
+            date_string=self.date_string,
+        )
+
+
+PLAIN_CHAT = ChatFormat()  # no system message, the fixed date
+
+
+def chat_prompt(tokenizer: Any, question: str, chat: ChatFormat = PLAIN_CHAT) -> str:
     """The text a chat model sees before it answers a question."""
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False
-    )
+    return chat.render(tokenizer, question)
 
 
-def qa_example(tokenizer: Any, question: str, answer: str, max_length: int) -> Example:
+def qa_example(
+    tokenizer: Any, question: str, answer: str, max_length: int, chat: ChatFormat = PLAIN_CHAT
+) -> Example:
     """A chat-formatted question and answer; only the answer's tokens carry loss."""
-    prompt_ids = encode(tokenizer, chat_prompt(tokenizer, question))
-    full_text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
-        tokenize=False,
-    )
-    full_ids = encode(tokenizer, full_text)
+    prompt_ids = encode(tokenizer, chat_prompt(tokenizer, question, chat))
+    full_ids = encode(tokenizer, chat.render(tokenizer, question, answer))
     if full_ids[: len(prompt_ids)] != prompt_ids:
         raise ValueError("the chat template tokenizes the prompt differently inside the full text")
     labels = [IGNORE] * len(prompt_ids) + full_ids[len(prompt_ids) :]

@@ -2,8 +2,9 @@
 
 - MUSE: the forget text as one token stream cut into fixed-length chunks, each led by BOS; the
   retain chunks are paired with forget chunks by index, modulo the retain length.
-- TOFU: chat-formatted question-answer pairs with loss on the answer tokens only; forget item i
-  is paired with retain item i modulo the retain length (as on MUSE).
+- TOFU: chat-formatted question-answer pairs with loss on the answer tokens only; each epoch's
+  k-th forget item is paired with the k-th item of a fresh seeded permutation of the whole
+  retain set (TOFU's code draws a random retain item for each forget item).
 - WMDP: documents truncated to a per-topic length, batches alternating between the topics
   (the RMU control vector is per topic); retain documents truncated to their own length.
 
@@ -21,7 +22,14 @@ from typing import Any
 import torch
 
 from bilevel_unlearning.io import read_jsonl
-from bilevel_unlearning.models.train import Example, collate, qa_example, text_example
+from bilevel_unlearning.models.train import (
+    PLAIN_CHAT,
+    ChatFormat,
+    Example,
+    collate,
+    qa_example,
+    text_example,
+)
 from bilevel_unlearning.runtime import BatchLayout, to_device
 
 
@@ -45,6 +53,10 @@ class UnlearnData:
     forget: tuple[tuple[Example, ...], ...]
     retain: tuple[Example, ...]
     pad_id: int
+    # how a forget example finds its retain example: "index" (forget j with retain j modulo
+    # the retain length, MUSE's pairing) or "permutation" (TOFU: the epoch's k-th forget example
+    # with the k-th item of a fresh seeded permutation of the whole retain set)
+    retain_pairing: str = "index"
 
 
 def stream_chunks(tokenizer: Any, texts: Sequence[str], length: int) -> list[Example]:
@@ -72,13 +84,21 @@ def muse_data(tokenizer: Any, data_dir: Path, length: int) -> UnlearnData:
 
 
 def tofu_data(
-    tokenizer: Any, data_dir: Path, split: str, retain_split: str, length: int
+    tokenizer: Any,
+    data_dir: Path,
+    split: str,
+    retain_split: str,
+    length: int,
+    chat: ChatFormat = PLAIN_CHAT,
 ) -> UnlearnData:
     def qa(name: str) -> tuple[Example, ...]:
         records = read_jsonl(data_dir / f"{name}.jsonl")
-        return tuple(qa_example(tokenizer, r["question"], r["answer"], length) for r in records)
+        return tuple(
+            qa_example(tokenizer, r["question"], r["answer"], length, chat) for r in records
+        )
 
-    return UnlearnData((qa(split),), qa(retain_split), tokenizer.pad_token_id)
+    forget, retain = qa(split), qa(retain_split)
+    return UnlearnData((forget,), retain, tokenizer.pad_token_id, retain_pairing="permutation")
 
 
 def wmdp_data(
@@ -119,13 +139,32 @@ def _global_batches(
 
 
 def _micro_batch(
-    data: UnlearnData, topic: int, indices: Sequence[int], weight: float, with_retain: bool
+    data: UnlearnData,
+    topic: int,
+    indices: Sequence[int],
+    retain_indices: Sequence[int] | None,
+    weight: float,
 ) -> MicroBatch:
     retain = None
-    if with_retain:
-        retain = collate([data.retain[i % len(data.retain)] for i in indices], data.pad_id)
+    if retain_indices is not None:
+        retain = collate([data.retain[i] for i in retain_indices], data.pad_id)
     forget = collate([data.forget[topic][i] for i in indices], data.pad_id)
     return MicroBatch(forget, retain, topic, weight)
+
+
+def _retain_partners(
+    data: UnlearnData, batches: Sequence[tuple[int, list[int]]], generator: torch.Generator
+) -> list[list[int]]:
+    """The retain example of each forget example of the epoch's global batches."""
+    count = len(data.retain)
+    if data.retain_pairing == "index":
+        return [[i % count for i in indices] for _, indices in batches]
+    order = torch.randperm(count, generator=generator).tolist()
+    partners, position = [], 0
+    for _, indices in batches:
+        partners.append([order[(position + j) % count] for j in range(len(indices))])
+        position += len(indices)
+    return partners
 
 
 def epoch_steps(
@@ -145,25 +184,23 @@ def epoch_steps(
     so the update is that of the global batch however it is split, a short last batch
     included. A slot left empty by a short batch repeats an example with weight 0, so every
     process runs the same number of backward passes (DDP synchronises on each).
-    Forget example j of a topic is paired with retain example j modulo the retain length (its
-    index before shuffling), as MUSE pairs its chunks.
+    The retain partners follow `data.retain_pairing` (see UnlearnData); the permutation is
+    drawn from the same generator after the forget order, so every process draws the same.
     """
     micro, accum, processes = layout.micro_batch, layout.grad_accum, layout.processes
+    batches = _global_batches(data, layout.global_batch, generator)[:max_steps]
+    partners = _retain_partners(data, batches, generator) if with_retain else None
     steps = []
-    for topic, indices in _global_batches(data, layout.global_batch, generator)[:max_steps]:
-        slots = [indices[k * micro : (k + 1) * micro] for k in range(processes * accum)]
-        steps.append(
-            [
-                _micro_batch(
-                    data,
-                    topic,
-                    slot or indices[:1],
-                    len(slot) * processes / len(indices),
-                    with_retain,
-                )
-                for slot in slots[rank * accum : (rank + 1) * accum]
-            ]
-        )
+    for number, (topic, indices) in enumerate(batches):
+        chosen = range(len(indices))
+        slots = [chosen[k * micro : (k + 1) * micro] for k in range(processes * accum)]
+        group = []
+        for slot in slots[rank * accum : (rank + 1) * accum]:
+            positions = slot or chosen[:1]
+            weight = len(slot) * processes / len(indices)
+            retain = None if partners is None else [partners[number][p] for p in positions]
+            group.append(_micro_batch(data, topic, [indices[p] for p in positions], retain, weight))
+        steps.append(group)
     return steps
 
 

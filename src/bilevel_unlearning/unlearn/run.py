@@ -16,7 +16,7 @@ from bilevel_unlearning.models.hf import (
     weight_files,
     write_model_folder,
 )
-from bilevel_unlearning.models.train import train_causal_lm
+from bilevel_unlearning.models.train import ChatFormat, train_causal_lm
 from bilevel_unlearning.pipeline import provenance
 from bilevel_unlearning.runtime import compute_device
 from bilevel_unlearning.unlearn.data import UnlearnData, muse_data, tofu_data, wmdp_data
@@ -36,7 +36,8 @@ def benchmark_data(
         return muse_data(tokenizer, data_dir, length)
     if benchmark == "tofu":
         split = settings["forget_split"]
-        return tofu_data(tokenizer, data_dir, split, settings["retain_split"], length)
+        chat = ChatFormat.from_settings(settings)
+        return tofu_data(tokenizer, data_dir, split, settings["retain_split"], length, chat)
     lengths = {topic: settings["forget_lengths"][topic] for topic in settings["topics"]}
     return wmdp_data(tokenizer, data_dir, settings["topics"], lengths, length)
 
