@@ -171,6 +171,18 @@ def test_simnpo_by_hand(beta, delta):
     assert float(loss) == pytest.approx(expected, rel=1e-6)
 
 
+def test_simnpo_muse_logits_by_hand() -> None:
+    """One counted position over a 2-entry vocabulary with logits (0, ln 3): the mean over the
+    vocabulary of logsig(-b * logit - delta), times -2/b; the uncounted position is ignored."""
+    beta, delta = 0.5, 0.1
+    logits = torch.tensor([[[0.0, math.log(3.0)], [9.0, -9.0]]])
+    labels = torch.tensor([[-100, 1]])  # position 0 scores label 1; position 1 has no next
+    terms = [log_sigmoid(-beta * v - delta) for v in (0.0, math.log(3.0))]
+    expected = -2 / beta * sum(terms) / 2
+    got = losses.simnpo_muse_logits_loss(logits, labels, beta, delta)
+    assert float(got) == pytest.approx(expected, rel=1e-6)
+
+
 # -- KL retain -----------------------------------------------------------------------------------
 
 
@@ -348,6 +360,10 @@ def test_registry_calls_the_configured_forms():
             losses.npo_muse_logits_loss(logits, ref_logits, labels, 0.1),
         ),
         (forget["simnpo"](text, {"beta": 0.7}), losses.simnpo_loss(logits, labels, 0.7, 0.0)),
+        (
+            forget["simnpo"](text, {"beta": 0.7, "delta": 0.07, "npo_form": "muse_logits"}),
+            losses.simnpo_muse_logits_loss(logits, labels, 0.7, 0.07),
+        ),
         (forget["rmu"](states, {}), losses.rmu_forget_loss(hidden, u, 6.5, mask)),
         (
             forget["rmu"](states, {"steering_coefficient": 20.0}),

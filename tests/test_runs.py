@@ -96,3 +96,70 @@ def test_reference_rows_and_oracles(config: dict) -> None:
     rows = evaluations(config, "muse_news")
     assert ("target", 0) in rows and ("retrain", 0) in rows
     assert ("blur_npo-gamma4.0", 2) in rows and ("blur_npo", 1) in rows
+
+
+# -- the paper config resolves to the authors' settings (docs/paper_settings.md has sources) ----
+
+
+@pytest.fixture(scope="module")
+def paper() -> dict:
+    from snakemake.utils import update_config
+
+    merged = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(merged, yaml.safe_load((REPO / "config" / "paper.yaml").read_text()))
+    return merged
+
+
+def resolved(paper: dict, benchmark: str, run: str) -> tuple[dict, object]:
+    """A run's method parameters and its loop settings, as the unlearn job builds them."""
+    from bilevel_unlearning.unlearn.run import loop_settings
+
+    found = unlearn_runs(paper, benchmark)[run]
+    seed = found.settings.get("seed", paper["seed"])
+    return dict(found.params), loop_settings(found.params, found.settings, seed)
+
+
+def test_paper_muse_blur_is_the_authors_npo_form_unclipped_at_seed_42(paper: dict) -> None:
+    params, loop = resolved(paper, "muse_news", "blur_npo")
+    assert (params["beta"], params["npo_form"], params["rule"]) == (0.15, "muse_logits", "blur")
+    assert (loop.learning_rate, loop.clip_norm, loop.seed, loop.batch_size) == (2.5e-5, None, 42, 4)
+    books, books_loop = resolved(paper, "muse_books", "blur_npo")
+    assert books["beta"] == 0.15 and books_loop.learning_rate == 1e-5
+
+
+def test_paper_muse_baselines_are_clipped_in_musebench_forms(paper: dict) -> None:
+    params, loop = resolved(paper, "muse_news", "npo_klr")
+    assert (params["beta"], params["npo_form"], params["kl_form"]) == (
+        0.1,
+        "muse_logits",
+        "raw_logits",
+    )
+    assert (loop.learning_rate, loop.clip_norm, loop.seed) == (1e-5, 1.0, 42)
+    tv, tv_loop = resolved(paper, "muse_news", "task_vector")
+    assert (tv["negation"], tv_loop.schedule, tv_loop.epochs) == (5.0, "cosine", 10)
+    assert paper["evaluate"]["muse_news"]["method_table_epochs"] == {
+        "simnpo": 10,
+        "task_vector": 10,
+    }
+    simnpo = {b: resolved(paper, b, "simnpo")[0] for b in ("muse_news", "muse_books")}
+    assert (simnpo["muse_news"]["beta"], simnpo["muse_news"]["delta"]) == (0.7, 0.07)
+    assert (simnpo["muse_books"]["beta"], simnpo["muse_books"]["delta"]) == (0.75, 0.075)
+    assert simnpo["muse_news"]["gamma"] == 0.1  # the retain weight
+
+
+def test_paper_tofu_keeps_the_standard_forms_and_warms_up_one_epoch_per_split(paper: dict) -> None:
+    params, loop = resolved(paper, "tofu", "blur_npo-forget05")
+    assert params.get("npo_form", "sequence") == "sequence" and params["beta"] == 0.1
+    assert (loop.batch_size, loop.warmup_epochs, loop.seed, loop.schedule) == (32, 1, 0, "linear")
+    rmu, _ = resolved(paper, "tofu", "rmu_tofu-forget05")
+    assert (rmu["trainable"], rmu["steering_coefficient"], rmu["layers"]) == ("all", 2.0, [7])
+    settings = unlearn_runs(paper, "tofu")["ga-forget01"].settings
+    assert settings["system_prompt"] == "You are a helpful assistant."
+    assert settings["chat_date"] == "10 Apr 2025"
+
+
+def test_paper_wmdp_stops_after_the_authors_150_batches_at_seed_42(paper: dict) -> None:
+    params, loop = resolved(paper, "wmdp", "blur_rmu")
+    assert (params["alpha"], params["steering_coefficient"]) == (800.0, 6.5)
+    assert (loop.max_steps_per_epoch, loop.batch_size, loop.seed) == (150, 4, 42)
+    assert paper["muse"]["privleak_max_length"] is None  # MUSE never truncates Min-K% texts

@@ -33,6 +33,7 @@ HYPERPARAMETER_USERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "kl_form": ("retain_loss", ("kl",)),
     "layers": ("forget_loss", ("rmu",)),
     "steering_coefficient": ("forget_loss", ("rmu",)),
+    "trainable": ("forget_loss", ("rmu",)),
     "negation": ("forget_loss", ("nll",)),
     "reinforcement": ("forget_loss", ("whp",)),
     "reinforce_epochs": ("forget_loss", ("whp",)),
@@ -483,6 +484,15 @@ def evaluate_epoch_problems(config: Mapping[str, Any]) -> list[str]:
                     f"the tables can only use an evaluated epoch: one of {evaluated}",
                 )
             )
+        for method, own in _mapping(_mapping(entry).get("method_table_epochs")).items():
+            if _int(own) is not None and isinstance(evaluated, list) and own not in evaluated:
+                problems.append(
+                    _not_allowed(
+                        ["evaluate", benchmark, "method_table_epochs", method],
+                        own,
+                        f"the tables can only use an evaluated epoch: one of {evaluated}",
+                    )
+                )
     return problems
 
 
@@ -528,6 +538,27 @@ def method_problems(config: Mapping[str, Any]) -> list[str]:
         problems += single_method_problems(name, method)
         if check_layers:
             problems += layer_problems(name, method, num_layers)  # type: ignore[arg-type]
+    return problems + method_override_problems(config)
+
+
+def method_override_problems(config: Mapping[str, Any]) -> list[str]:
+    """unlearn.<benchmark>.method_overrides: of methods the benchmark runs, and the method
+    with its overrides must still be a valid method."""
+    problems = []
+    methods = _mapping(config.get("methods"))
+    for benchmark, entry in _mapping(config.get("unlearn")).items():
+        listed = _mapping(entry).get("methods") or []
+        for name, changes in _mapping(_mapping(entry).get("method_overrides")).items():
+            path = ["unlearn", benchmark, "method_overrides", name]
+            if name not in listed:
+                problems.append(
+                    _not_allowed(path, name, f"must be a method of unlearn.{benchmark}.methods")
+                )
+            elif isinstance(methods.get(name), Mapping) and isinstance(changes, Mapping):
+                merged = {**methods[name], **changes}
+                problems += [
+                    f"{p} (with {key_path(path)})" for p in single_method_problems(name, merged)
+                ]
     return problems
 
 

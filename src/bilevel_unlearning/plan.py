@@ -216,7 +216,7 @@ def method_needs(method: Mapping[str, Any], architecture: Architecture) -> Needs
     copies = 2 if forget == "whp" else int(logits_forget or logits_retain or retain == "rmu")
     copies += int(method.get("negation") is not None)
     layers = None
-    if forget == "rmu":
+    if forget == "rmu" and method.get("trainable") != "all":
         count = architecture.layers
         default = [max(0, count - 3), max(0, count - 2), count - 1]
         layers = tuple(method.get("layers", default))

@@ -49,7 +49,8 @@ def _splits(config: Mapping[str, Any], benchmark: str) -> list[str | None]:
 
 def _settings(config: Mapping[str, Any], benchmark: str, split: str | None) -> dict[str, Any]:
     """The benchmark's unlearn entry without its method list (adding a method reruns nothing)."""
-    settings = {k: v for k, v in config["unlearn"][benchmark].items() if k != "methods"}
+    entry = config["unlearn"][benchmark]
+    settings = {k: v for k, v in entry.items() if k not in ("methods", "method_overrides")}
     if benchmark == "wmdp":
         settings["topics"] = list(config["wmdp"]["topics"])
     if split is not None:
@@ -102,15 +103,21 @@ def unlearn_runs(config: Mapping[str, Any], benchmark: str) -> dict[str, Run]:
     for split in _splits(config, benchmark):
         settings = _settings(config, benchmark, split)
         for method in config["unlearn"][benchmark]["methods"]:
-            add(
-                run_name(method, split=split),
-                Run(method, dict(config["methods"][method]), settings, split),
-            )
+            params = method_params(config, benchmark, method)
+            add(run_name(method, split=split), Run(method, params, settings, split))
         for method, gamma, name in sweep_points(config, benchmark):
             if name != method:
-                params = {**config["methods"][method], "gamma": gamma}
+                params = {**method_params(config, benchmark, method), "gamma": gamma}
                 add(run_name(method, gamma, split), Run(method, params, settings, split, gamma))
     return runs
+
+
+def method_params(config: Mapping[str, Any], benchmark: str, method: str) -> dict[str, Any]:
+    """A method's definition with its benchmark's overrides (unlearn.<b>.method_overrides):
+    one name, one table row, benchmark-specific values (SimNPO's beta on Books, the MUSE
+    forms of NPO and KL)."""
+    overrides = config["unlearn"][benchmark].get("method_overrides", {}).get(method, {})
+    return {**config["methods"][method], **overrides}
 
 
 def reference_models(config: Mapping[str, Any], benchmark: str) -> dict[str, str]:

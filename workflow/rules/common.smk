@@ -179,10 +179,12 @@ def report_code(*modules):
     return [str(REPORT_CODE / m) for m in (*shared, *modules)]
 
 
-def table_epoch(benchmark):
-    """The checkpoint a table row uses (default: the last evaluated epoch)."""
+def table_epoch(benchmark, method=None):
+    """The checkpoint a table row uses: the method's own (method_table_epochs), else the
+    benchmark's table_epoch, else the last evaluated epoch."""
     entry = config["evaluate"][benchmark]
-    return entry.get("table_epoch", max(entry["epochs"]))
+    default = entry.get("table_epoch", max(entry["epochs"]))
+    return entry.get("method_table_epochs", {}).get(method, default)
 
 
 def run_evals(benchmark, runs, epochs):

@@ -13,13 +13,19 @@ if MUSE:
             f
             for b in MUSE
             for f in reference_evals(b)
-            + run_evals(b, config["unlearn"][b]["methods"], [table_epoch(b)])
+            + [
+                eval_file(b, m, table_epoch(b, m))
+                for m in config["unlearn"][b]["methods"]
+            ]
         ],
         {
             "methods": list(
                 dict.fromkeys(m for b in MUSE for m in config["unlearn"][b]["methods"])
             ),
             "epochs": {b: table_epoch(b) for b in MUSE},
+            "method_epochs": {
+                b: config["evaluate"][b].get("method_table_epochs", {}) for b in MUSE
+            },
         },
         "MUSE",
     )

@@ -21,7 +21,9 @@ def _colours(settings: Mapping[str, Any]) -> dict[str, str]:
 def build_table(name: str, inputs: Sequence[str], settings: Mapping[str, Any], out: Path) -> None:
     results = tables.load_results(inputs)
     if name == "table_1_muse":
-        table = tables.muse_table(results, settings["methods"], settings["epochs"])
+        table = tables.muse_table(
+            results, settings["methods"], settings["epochs"], settings.get("method_epochs")
+        )
     elif name == "table_2_wmdp":
         table = tables.wmdp_table(
             results, settings["methods"], settings["epoch"], settings["topics"]

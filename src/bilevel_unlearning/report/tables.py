@@ -204,20 +204,29 @@ def _rows_and_values(
     references: Sequence[str],
     methods: Sequence[str],
     columns: Sequence[Column],
+    method_epochs: Mapping[str, Mapping[str, int]] | None = None,
 ) -> tuple[tuple[str, ...], dict[tuple[str, Column], float | None]]:
-    """Values of each (row, column): groups name (benchmark, row suffix, epoch) of a column."""
+    """Values of each (row, column): groups name (benchmark, row suffix, epoch) of a column;
+    method_epochs (benchmark -> method -> epoch) overrides the epoch of single rows."""
     rows = (*references, *methods)
     values: dict[tuple[str, Column], float | None] = {}
     for row in rows:
         for c in columns:
             benchmark, suffix, epoch = groups[c.group]
+            epoch = (method_epochs or {}).get(benchmark, {}).get(row, epoch)
             at = 0 if row in references else epoch
             values[(row, c)] = metric(results.get((benchmark, row + suffix, at)), c.metric)
     return rows, values
 
 
-def muse_table(results: Mapping, methods: Sequence[str], epochs: Mapping[str, int]) -> Table:
-    """T1: both corpora side by side (those evaluated), Target and Retrain first."""
+def muse_table(
+    results: Mapping,
+    methods: Sequence[str],
+    epochs: Mapping[str, int],
+    method_epochs: Mapping[str, Mapping[str, int]] | None = None,
+) -> Table:
+    """T1: both corpora side by side (those evaluated), Target and Retrain first; a method
+    with its own evaluated epoch (MUSE's Task Vector and SimNPO: the last) reports that one."""
     corpora = [b for b in CORPUS if any(key[0] == b for key in results)]
     columns = tuple(
         Column(CORPUS[b], name, head, direction)
@@ -225,8 +234,14 @@ def muse_table(results: Mapping, methods: Sequence[str], epochs: Mapping[str, in
         for name, head, direction in MUSE_COLUMNS
     )
     groups = {CORPUS[b]: (b, "", epochs[b]) for b in corpora}
-    rows, values = _rows_and_values(results, groups, ["target", "retrain"], methods, columns)
+    rows, values = _rows_and_values(
+        results, groups, ["target", "retrain"], methods, columns, method_epochs
+    )
     chosen = ", ".join(f"{CORPUS[b]} epoch {epochs[b]}" for b in corpora)
+    own = sorted(
+        {f"{m} epoch {e}" for b in corpora for m, e in (method_epochs or {}).get(b, {}).items()}
+    )
+    chosen += f"; {', '.join(own)}" if own else ""
     return Table(
         "table_1_muse",
         f"MUSE ({chosen}): VerbMem and KnowMem are ROUGE-L F1 x100; PrivLeak is the Min-K% "

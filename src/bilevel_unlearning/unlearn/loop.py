@@ -35,6 +35,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -70,8 +71,9 @@ class LoopSettings:
     batch_size: int = 4  # the GLOBAL batch: examples per optimizer step over all processes
     micro_batch_size: int | None = None  # most examples per forward pass (memory); None: all
     max_steps_per_epoch: int | None = None  # WMDP: the authors stop after 150 batches
-    schedule: str = "constant"  # constant | linear (warm-up then linear decay to 0)
+    schedule: str = "constant"  # constant | linear | cosine (after the warm-up, decay to 0)
     warmup_steps: int = 0
+    warmup_epochs: float | None = None  # instead of warmup_steps: per split, from its size
     weight_decay: float = 0.0
     clip_norm: float | None = None  # on the combined direction; None as in the authors' runs
     seed: int = 0
@@ -88,16 +90,21 @@ class StepRecord:
         return json.dumps({"epoch": self.epoch, "step": self.step, **self.values}, sort_keys=True)
 
 
-def learning_rate_factor(settings: LoopSettings, total_steps: int) -> Callable[[int], float]:
-    """Constant, or linear warm-up then linear decay to zero (the TOFU setting)."""
+def learning_rate_factor(
+    settings: LoopSettings, total_steps: int, warmup_steps: int
+) -> Callable[[int], float]:
+    """Linear warm-up, then constant, linear decay to zero (TOFU) or cosine decay to zero
+    (MUSE's Task Vector fine-tuning), as the Hugging Face schedulers of those names."""
 
     def factor(step: int) -> float:
-        if step < settings.warmup_steps:
-            return (step + 1) / settings.warmup_steps
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
         if settings.schedule == "constant":
             return 1.0
-        remaining = total_steps - settings.warmup_steps
-        return max(0.0, 1.0 - (step - settings.warmup_steps) / max(1, remaining))
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        if settings.schedule == "cosine":
+            return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+        return max(0.0, 1.0 - progress)
 
     return factor
 
@@ -202,8 +209,11 @@ class Unlearner:
             self.data, self.settings.batch_size, self.settings.max_steps_per_epoch
         )
         self.total_steps = steps * self.settings.epochs
+        warmup = self.settings.warmup_steps
+        if self.settings.warmup_epochs is not None:  # one warm-up epoch of this split's size
+            warmup = round(self.settings.warmup_epochs * steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, learning_rate_factor(self.settings, self.total_steps)
+            self.optimizer, learning_rate_factor(self.settings, self.total_steps, warmup)
         )
         # placed above; prepare only wraps (DDP) and must not move the model again
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(

@@ -194,6 +194,15 @@ def simnpo_loss(logits: Tensor, labels: Tensor, beta: float, delta: float) -> Te
     return F.logsigmoid(-beta * mean_logprob - delta).mean() * (-2.0 / beta)
 
 
+def simnpo_muse_logits_loss(logits: Tensor, labels: Tensor, beta: float, delta: float) -> Tensor:
+    """SimNPO as its authors' MUSE code computes it (``npo_form: muse_logits``): -(2/beta) *
+    mean over (position, vocab) of logsig(-beta * logits - delta), on raw logits, not the
+    length-normalised log-likelihood. Their gamma is inside the beta scaling: delta = beta *
+    gamma, as for the sequence form. The mean runs over the counted positions only."""
+    per_position = F.logsigmoid(-beta * logits.float() - delta).mean(dim=-1)
+    return _masked_mean(per_position, counted_positions(labels)) * (-2.0 / beta)
+
+
 # -- RMU (hidden-state losses) --------------------------------------------------------------------
 
 
@@ -318,16 +327,21 @@ def _ga(x: LossInputs, config: Mapping[str, Any]) -> Tensor:
 
 
 def _npo(x: LossInputs, config: Mapping[str, Any]) -> Tensor:
+    loss = npo_loss if _npo_form(config) == "sequence" else npo_muse_logits_loss
+    return loss(x.get("logits"), x.get("ref_logits"), x.get("labels"), float(config["beta"]))
+
+
+def _npo_form(config: Mapping[str, Any]) -> str:
     form = _setting(config, "npo_form")
     if form not in ("sequence", "muse_logits"):
         raise ValueError(f"unknown npo_form {form!r}: expected 'sequence' or 'muse_logits'")
-    loss = npo_loss if form == "sequence" else npo_muse_logits_loss
-    return loss(x.get("logits"), x.get("ref_logits"), x.get("labels"), float(config["beta"]))
+    return form
 
 
 def _simnpo(x: LossInputs, config: Mapping[str, Any]) -> Tensor:
     beta, delta = float(config["beta"]), float(_setting(config, "delta"))
-    return simnpo_loss(x.get("logits"), x.get("labels"), beta, delta)
+    loss = simnpo_loss if _npo_form(config) == "sequence" else simnpo_muse_logits_loss
+    return loss(x.get("logits"), x.get("labels"), beta, delta)
 
 
 def _rmu_forget(x: LossInputs, config: Mapping[str, Any]) -> Tensor:

@@ -70,8 +70,9 @@ class Objective:
         return list(self.config.get("layers", [max(0, count - 3), max(0, count - 2), count - 1]))
 
     def trainable(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
-        """All parameters, or for RMU only mlp.down_proj of the chosen layers (others frozen)."""
-        if self.forget != "rmu":
+        """All parameters, or for RMU only mlp.down_proj of the chosen layers (others frozen)
+        unless the method says `trainable: all` (open-unlearning's TOFU RMU)."""
+        if self.forget != "rmu" or self.config.get("trainable") == "all":
             return list(model.parameters())
         model.requires_grad_(False)
         chosen = [decoder_layers(model)[i].mlp.down_proj.weight for i in self.rmu_layers(model)]

@@ -65,6 +65,31 @@ def reinforced_model(
     return reinforced
 
 
+# Loop settings a method may set for itself, overriding its benchmark's (the MUSE baselines'
+# learning rate and clipping, Task Vector's cosine schedule).
+METHOD_OVERRIDES = ("learning_rate", "clip_norm", "schedule")
+
+
+def loop_settings(
+    method: Mapping[str, Any], settings: Mapping[str, Any], seed: int
+) -> LoopSettings:
+    """The loop's settings: the benchmark's, with the method's own overrides."""
+    merged = {**settings, **{k: method[k] for k in METHOD_OVERRIDES if k in method}}
+    return LoopSettings(
+        epochs=merged["epochs"],
+        learning_rate=merged["learning_rate"],
+        batch_size=merged["batch_size"],
+        micro_batch_size=merged.get("micro_batch_size"),
+        max_steps_per_epoch=merged.get("max_steps_per_epoch"),
+        schedule=merged.get("schedule", "constant"),
+        warmup_steps=merged.get("warmup_steps", 0),
+        warmup_epochs=merged.get("warmup_epochs"),
+        weight_decay=merged.get("weight_decay", 0.0),
+        clip_norm=merged.get("clip_norm"),
+        seed=seed,
+    )
+
+
 def needs_reference(method: Mapping[str, Any]) -> bool:
     """Whether either loss reads the frozen copy of the starting model."""
     specs = [FORGET_LOSSES[method["forget_loss"]]]
@@ -86,6 +111,7 @@ def unlearn_step(
     """Unlearn with `method`, writing out/epoch_{k}/ (HF folders) and out/train_log.jsonl."""
     from accelerate import Accelerator
 
+    seed = int(settings.get("seed", seed))  # the benchmark's unlearning seed (paper: 42 on MUSE)
     torch.manual_seed(seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     device = compute_device(accelerator)
@@ -99,18 +125,7 @@ def unlearn_step(
         else None
     )
     objective = Objective({**method, "seed": seed}, reference, reinforced)
-    loop = LoopSettings(
-        epochs=settings["epochs"],
-        learning_rate=method.get("learning_rate", settings["learning_rate"]),
-        batch_size=settings["batch_size"],
-        micro_batch_size=settings.get("micro_batch_size"),
-        max_steps_per_epoch=settings.get("max_steps_per_epoch"),
-        schedule=settings.get("schedule", "constant"),
-        warmup_steps=settings.get("warmup_steps", 0),
-        weight_decay=settings.get("weight_decay", 0.0),
-        clip_norm=settings.get("clip_norm"),
-        seed=seed,
-    )
+    loop = loop_settings(method, settings, seed)
     inputs = [*weight_files(model_dir), *sorted(data_dir.rglob("*.jsonl"))]
     record = provenance(seed, {"method": dict(method), **settings}, inputs, benchmark=benchmark)
 
