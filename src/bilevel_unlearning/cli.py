@@ -198,6 +198,18 @@ def cmd_download(args: argparse.Namespace) -> None:
         raise SystemExit(f"error: {exc}") from None
 
 
+def cmd_paper_settings(args: argparse.Namespace) -> None:
+    from bilevel_unlearning import paper_settings
+    from bilevel_unlearning.io import read_yaml, write_text
+
+    repo = Path(args.repo)
+    text = paper_settings.render(
+        paper_settings.paper_config(repo), read_yaml(repo / "config" / "paper_sources.yaml")
+    )
+    write_text(args.out, text)
+    print(f"wrote {args.out}")
+
+
 def cmd_plan(args: argparse.Namespace) -> None:
     from bilevel_unlearning import plan
 
@@ -354,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sanity_report)
     p = sub.add_parser("free-port", help="a free TCP port on this node (multi-GPU rendezvous)")
     p.set_defaults(func=cmd_free_port)
+    p = sub.add_parser(
+        "paper-settings", help="docs/paper_settings.md: the paper config's settings and sources"
+    )
+    p.add_argument("--repo", default=".", help="the repository root")
+    p.add_argument("--out", default="docs/paper_settings.md")
+    p.set_defaults(func=cmd_paper_settings)
     add_hub_commands(sub)
     return parser
 
