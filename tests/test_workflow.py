@@ -389,7 +389,12 @@ def test_a_changed_start_model_retrains_from_it(tiny_run: Path, tmp_path: Path) 
     run = work / "results/muse_news/unlearn/blur_npo"
     models = work / "results/muse_news/models"
     before = weights_sha(run)
-    shutil.copyfile(models / "retrain/model.safetensors", models / "target/model.safetensors")
+    # as a rerun of the target's rule leaves it: a new folder, renamed into place
+    staged = models / "target.new"
+    shutil.copytree(models / "target", staged)
+    shutil.copyfile(models / "retrain/model.safetensors", staged / "model.safetensors")
+    shutil.rmtree(models / "target")
+    staged.rename(models / "target")
     target = str(run.relative_to(work) / "train_log.jsonl")
     result = snakemake(work, target)
     assert result.returncode == 0, result.stderr[-3000:]
