@@ -177,17 +177,30 @@ def test_task_vector_publishes_the_negated_change_and_resumes(tmp_path: Path) ->
     straight = unlearner("task_vector", tmp_path / "straight", epochs=2)
     straight.run()
     start = tiny_model().state_dict()
-    for epoch in (1, 2):
-        folder = epoch_folder(tmp_path / "straight", epoch)
-        trained = torch.load(folder / "trainer_state.pt", weights_only=False)["weights"]
-        published = load_file(folder / "model.safetensors")
-        for key, value in published.items():
-            expected = start[key] - 5.0 * (trained[key] - start[key])
-            torch.testing.assert_close(value, expected, rtol=0, atol=1e-6)
-        assert any(not torch.equal(trained[k], start[k]) for k in published)
+    state = checkpoint_folder(tmp_path / "straight", 2) / "trainer_state.pt"  # the last one kept
+    trained = torch.load(state, weights_only=False)["weights"]
+    published = load_file(epoch_folder(tmp_path / "straight", 2) / "model.safetensors")
+    for key, value in published.items():
+        expected = start[key] - 5.0 * (trained[key] - start[key])
+        torch.testing.assert_close(value, expected, rtol=0, atol=1e-6)
+    assert any(not torch.equal(trained[k], start[k]) for k in published)
 
     run_until_epoch_1("task_vector", tmp_path / "resumed", epochs=2)
     unlearner("task_vector", tmp_path / "resumed", epochs=2).run()
     a = load_file(epoch_folder(tmp_path / "straight", 2) / "model.safetensors")
     b = load_file(epoch_folder(tmp_path / "resumed", 2) / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_only_the_last_training_state_is_kept_and_published_epochs_hold_weights_only(
+    tmp_path: Path,
+) -> None:
+    """A 7B run's optimizer state is ~40 GB an epoch: earlier ones are deleted once the next
+    checkpoint is complete; the published folders are plain model folders."""
+    unlearner("blur_npo", tmp_path, epochs=3).run()
+    states = [(checkpoint_folder(tmp_path, e) / "trainer_state.pt").is_file() for e in (1, 2, 3)]
+    assert states == [False, False, True]
+    for epoch in (1, 2, 3):
+        published = {p.name for p in epoch_folder(tmp_path, epoch).iterdir()}
+        assert "model.safetensors" in published and "config.json" in published
+        assert not published & {"trainer_state.pt", "fingerprint.json", "training_state"}

@@ -49,6 +49,13 @@ def method(name: str) -> dict:
         "ga": {"forget_loss": "ga"},
         "ga_gdr": {"forget_loss": "ga", "retain_loss": "nll", "rule": "weighted_sum", "gamma": 1.0},
         "npo": {"forget_loss": "npo", "beta": 0.1},
+        "npo_gdr": {
+            "forget_loss": "npo",
+            "retain_loss": "nll",
+            "rule": "weighted_sum",
+            "gamma": 1.0,
+            "beta": 0.1,
+        },
         "npo_klr": {
             "forget_loss": "npo",
             "retain_loss": "kl",
@@ -105,6 +112,7 @@ def unlearner(
     topics: int = 1,
     forget_examples: int = 8,
     overrides: dict | None = None,
+    sharded: bool = False,
     **settings,
 ) -> Unlearner:
     """A run of method `name` (its config updated by `overrides`); its fingerprint is the
@@ -117,7 +125,13 @@ def unlearner(
     loop = LoopSettings(**{"epochs": 1, "learning_rate": 1e-3, "batch_size": 4, **settings})
     fingerprint = {"method": config, "settings": dataclasses.asdict(loop)}
     return Unlearner(
-        model, objective, data(topics, forget_examples), loop, out, fingerprint=fingerprint
+        model,
+        objective,
+        data(topics, forget_examples),
+        loop,
+        out,
+        fingerprint=fingerprint,
+        sharded=sharded,
     )
 
 

@@ -37,9 +37,16 @@ def tiny_llama(architecture: Mapping[str, int], tokenizer: Any, seed: int) -> Ll
     return LlamaForCausalLM(config)
 
 
-def write_model_folder(model: Any, tokenizer: Any, folder: Path, provenance: Mapping) -> None:
-    """Weights (safetensors), config, tokenizer and provenance into an existing folder."""
-    model.save_pretrained(folder, safe_serialization=True)
+def write_model_folder(
+    model: Any,
+    tokenizer: Any,
+    folder: Path,
+    provenance: Mapping,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+) -> None:
+    """Weights (safetensors), config, tokenizer and provenance into an existing folder;
+    `state_dict`: the full weights of a sharded model, gathered by the caller."""
+    model.save_pretrained(folder, state_dict=state_dict, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     (folder / PROVENANCE_FILE).write_text(json.dumps(dict(provenance), indent=2, sort_keys=True))
 

@@ -49,9 +49,11 @@ import torch
 
 from bilevel_unlearning.io import atomic_path, write_text
 from bilevel_unlearning.runtime import BatchLayout, batch_layout, compute_device
+from bilevel_unlearning.unlearn import sharding
 from bilevel_unlearning.unlearn.data import MicroBatch, UnlearnData, epoch_steps, steps_per_epoch
 from bilevel_unlearning.unlearn.objectives import Objective
-from bilevel_unlearning.unlearn.rules import GradStats, combine
+from bilevel_unlearning.unlearn.rules import GradStats, combine, sum_across_processes
+from bilevel_unlearning.unlearn.sharding import local
 
 log = logging.getLogger(__name__)
 
@@ -136,19 +138,38 @@ def _differing_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
 
 
 def last_complete_epoch(out: Path, epochs: int) -> int:
-    """The latest epoch whose checkpoint folder exists (folders are written atomically)."""
+    """The latest epoch whose checkpoint holds a training state (folders are written
+    atomically; only the last keeps its training state, see prune_training_states)."""
     done = [e for e in range(1, epochs + 1) if (checkpoint_folder(out, e) / STATE_FILE).is_file()]
     return max(done, default=0)
 
 
+def prune_training_states(out: Path, keep: int) -> None:
+    """Delete the optimizer and trainer state of every epoch before `keep`: only the last is
+    resumed from, and for a 7B model each is ~40 GB. The weights stay (they are published)."""
+    for epoch in range(1, keep):
+        folder = checkpoint_folder(out, epoch)
+        (folder / STATE_FILE).unlink(missing_ok=True)
+        shutil.rmtree(folder / sharding.TRAINING_STATE, ignore_errors=True)
+
+
+TRAINING_FILES = (STATE_FILE, FINGERPRINT_FILE, sharding.TRAINING_STATE)
+
+
 def publish(out: Path, epochs: int) -> None:
-    """Hard-link every checkpoint and the step log into the run's published outputs.
+    """Hard-link every checkpoint's Hugging Face files (not its training state) and the step
+    log into the run's published outputs.
 
     Links cost no disk space; each published folder appears complete or not at all.
     """
     for epoch in range(1, epochs + 1):
         with atomic_path(epoch_folder(out, epoch)) as tmp:
-            shutil.copytree(checkpoint_folder(out, epoch), tmp, copy_function=os.link)
+            shutil.copytree(
+                checkpoint_folder(out, epoch),
+                tmp,
+                copy_function=os.link,
+                ignore=shutil.ignore_patterns(*TRAINING_FILES),
+            )
     with atomic_path(out / LOG_FILE) as tmp:
         shutil.copyfile(out / CHECKPOINTS / LOG_FILE, tmp)
 
@@ -178,7 +199,8 @@ class Unlearner:
     accelerator: Any = None
     fingerprint: Mapping[str, Any] = field(default_factory=dict)  # what made the run
     device: torch.device | None = None  # default: runtime.compute_device(accelerator)
-    save_model: Callable[[torch.nn.Module, Path], None] | None = None
+    sharded: bool = False  # FSDP2 over all processes (see unlearn/sharding.py)
+    save_model: Callable[..., None] | None = None  # (model, folder, state_dict=None)
     records: list[StepRecord] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -194,14 +216,11 @@ class Unlearner:
         )
         self.model.to(self.device)
         self.objective.to(self.device)
-        if self.accelerator.distributed_type.name in ("FSDP", "DEEPSPEED"):
-            raise NotImplementedError(
-                f"the unlearning loop runs on one process or under DDP, not under "
-                f"{self.accelerator.distributed_type.name}: with sharded parameters, .grad holds "
-                "a shard and the rule's inner products need the all_reduce hook, which this loop "
-                "does not wire yet. Start the job without an FSDP/DeepSpeed accelerate config."
-            )
-        self.params = [p for p in self.objective.trainable(self.model) if p.requires_grad]
+        trainable = {id(p) for p in self.objective.trainable(self.model)}
+        if self.sharded:
+            self._shard()
+            trainable = {id(p) for p in self.model.parameters() if p.requires_grad}
+        self.params = [p for p in self.model.parameters() if id(p) in trainable]
         self.optimizer = torch.optim.AdamW(
             self.params, lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
         )
@@ -215,12 +234,16 @@ class Unlearner:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, learning_rate_factor(self.settings, self.total_steps, warmup)
         )
-        # placed above; prepare only wraps (DDP) and must not move the model again
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
-            self.model, self.optimizer, self.scheduler, device_placement=[False] * 3
+        if not self.sharded:  # placed above; prepare only wraps (DDP), never moves the model
+            self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
+                self.model, self.optimizer, self.scheduler, device_placement=[False] * 3
+            )
+        strategy = "FSDP2" if self.sharded else self.accelerator.distributed_type.name
+        log.info("%s, on %s, %s", self.layout.describe(), self.device, strategy)
+        # g_F's buffer: one local shard per process under FSDP
+        self.forget_buffer = (
+            [torch.zeros_like(g) for g in local(self.params)] if self.two_passes else []
         )
-        log.info("%s, on %s", self.layout.describe(), self.device)
-        self.forget_buffer = [torch.zeros_like(p) for p in self.params] if self.two_passes else []
         self.negation = self.objective.config.get("negation")
         if self.negation is not None:  # Task Vector publishes relative to the starting weights
             model = self.accelerator.unwrap_model(self.model)
@@ -228,6 +251,29 @@ class Unlearner:
         # real .grad tensors from the start: the rule writes its direction into them
         for parameter in self.params:
             parameter.grad = torch.zeros_like(parameter)
+
+    def _shard(self) -> None:
+        """FSDP2 over every process: the trained model and the frozen reference."""
+        if not torch.distributed.is_initialized():
+            raise RuntimeError(
+                "sharded (FSDP) unlearning needs one process per GPU: start the job with "
+                "accelerate launch or torchrun (the workflow's launcher does)"
+            )
+        unsupported = self.objective.config.get("negation") is not None or self.objective.reinforced
+        if unsupported:
+            raise NotImplementedError(
+                "Task Vector and WHP keep a second full copy of the weights; run them on one "
+                "process or under DDP (a 7B Task Vector fine-tune fits 4 x 80 GB with DDP "
+                "only with micro-batch 1 and gradient checkpointing)"
+            )
+        sharding.shard(self.model)
+        if self.objective.reference is not None:
+            sharding.shard(self.objective.reference)
+
+    @property
+    def all_reduce(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """Sharded gradients: the rule's inner products are summed over the processes."""
+        return sum_across_processes if self.sharded else None
 
     def _task_vector_model(self, model: torch.nn.Module) -> torch.nn.Module:
         """A copy holding theta_0 - negation * (theta - theta_0): Task Vector's unlearned model."""
@@ -284,23 +330,28 @@ class Unlearner:
             retain = self._backward(group, lambda m: self.objective.retain_loss(self.model, m))
             _check_finite("the retain loss", retain, epoch, step)
             stats = combine(
-                self.objective.rule, self.forget_buffer, self._grads(), self.objective.config
+                self.objective.rule,
+                self.forget_buffer,
+                self._grads(),
+                self.objective.config,
+                self.all_reduce,
             )
             values["retain_loss"] = float(retain)
         else:
-            stats = GradStats.of_forget_only(self._grads())
+            stats = GradStats.of_forget_only(self._grads(), self.all_reduce)
         gradient_stats = stats.as_floats()
         for name, value in gradient_stats.items():
             _check_finite(f"the gradient statistic {name}", torch.tensor(value), epoch, step)
         values.update(gradient_stats)
-        if self.settings.clip_norm is not None:
-            self.accelerator.clip_grad_norm_(self.params, self.settings.clip_norm)
+        if self.settings.clip_norm is not None:  # over the whole (sharded) direction
+            torch.nn.utils.clip_grad_norm_(self.params, self.settings.clip_norm)
         self.optimizer.step()
         self.scheduler.step()
         return values
 
     def _grads(self) -> list[torch.Tensor]:
-        return [p.grad for p in self.params]
+        """The gradients the rule works on: this process's shards under FSDP."""
+        return local([p.grad for p in self.params])
 
     # -- epochs, checkpoints, resume ----------------------------------------------------------
 
@@ -359,49 +410,76 @@ class Unlearner:
         return self.records
 
     def _checkpoint(self, epoch: int) -> None:
+        """Write checkpoints/epoch_{epoch} (collective): the Hugging Face folder, the training
+        state (sharded under FSDP, every process writing its part), the fingerprint; then keep
+        only this epoch's training state. The folder is renamed into place when complete."""
+        folder = checkpoint_folder(self.out, epoch)
+        partial = folder.with_name(f".{folder.name}.partial")
+        main = self.accelerator.is_main_process
         self.accelerator.wait_for_everyone()
-        if not self.accelerator.is_main_process:
-            return
-        with atomic_path(checkpoint_folder(self.out, epoch)) as tmp:
-            model = self.accelerator.unwrap_model(self.model)
-            state = {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "steps": len(self.records),
-            }
-            if self.negation is not None:  # published weights differ: keep the trained ones
-                state["weights"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                model = self._task_vector_model(model)
-            if self.save_model is not None:
-                self.save_model(model, tmp)
-            else:
-                model.save_pretrained(tmp, safe_serialization=True)
-            torch.save(state, tmp / STATE_FILE)
-            made_from = {
-                "sha256": fingerprint_digest(self.fingerprint),
-                "made_from": self._made_from(),
-            }
-            (tmp / FINGERPRINT_FILE).write_text(json.dumps(made_from, indent=2, default=str))
-        write_text(
-            self.out / CHECKPOINTS / LOG_FILE, "".join(r.as_json() + "\n" for r in self.records)
-        )
-        log.info("epoch %d: checkpoint %s", epoch, checkpoint_folder(self.out, epoch))
+        if main:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+        self.accelerator.wait_for_everyone()
+        state: dict[str, Any] = {
+            "scheduler": self.scheduler.state_dict(),
+            "steps": len(self.records),
+        }
+        weights = None
+        if self.sharded:
+            weights = sharding.full_state_dict(self.model)
+            sharding.save_training_state(
+                partial / sharding.TRAINING_STATE, self.model, self.optimizer
+            )
+        else:
+            state["optimizer"] = self.optimizer.state_dict()
+        if main:
+            self._write_checkpoint(partial, state, weights)
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(partial, folder)
+            prune_training_states(self.out, keep=epoch)
+            write_text(
+                self.out / CHECKPOINTS / LOG_FILE,
+                "".join(r.as_json() + "\n" for r in self.records),
+            )
+            log.info("epoch %d: checkpoint %s", epoch, folder)
+        self.accelerator.wait_for_everyone()
+
+    def _write_checkpoint(
+        self, folder: Path, state: dict[str, Any], weights: dict[str, torch.Tensor] | None
+    ) -> None:
+        """Process 0's part: the model folder, the trainer state and the fingerprint."""
+        model = self.accelerator.unwrap_model(self.model)
+        if self.negation is not None:  # published weights differ: keep the trained ones
+            state["weights"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            model = self._task_vector_model(model)
+        if self.save_model is not None:
+            self.save_model(model, folder, state_dict=weights)
+        else:
+            model.save_pretrained(folder, state_dict=weights, safe_serialization=True)
+        torch.save(state, folder / STATE_FILE)
+        made_from = {"sha256": fingerprint_digest(self.fingerprint), "made_from": self._made_from()}
+        (folder / FINGERPRINT_FILE).write_text(json.dumps(made_from, indent=2, default=str))
 
     def _resume(self, epoch: int) -> None:
         """Load the weights, optimizer and scheduler of a finished epoch and its log."""
         from safetensors.torch import load_file
 
         folder = checkpoint_folder(self.out, epoch)
-        model = self.accelerator.unwrap_model(self.model)
         # on the CPU first: the optimizer moves its state to each parameter's device
         state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
-        weights = state.get("weights")  # Task Vector keeps its trained weights here
-        if weights is None:
-            weights = {}
-            for shard in sorted(folder.glob("*.safetensors")):
-                weights.update(load_file(shard))
-        model.load_state_dict(weights, strict=False)
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.sharded:
+            sharding.load_training_state(
+                folder / sharding.TRAINING_STATE, self.model, self.optimizer
+            )
+        else:
+            weights = state.get("weights")  # Task Vector keeps its trained weights here
+            if weights is None:
+                weights = {}
+                for shard in sorted(folder.glob("*.safetensors")):
+                    weights.update(load_file(shard))
+            self.accelerator.unwrap_model(self.model).load_state_dict(weights, strict=False)
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         step_log = self.out / CHECKPOINTS / LOG_FILE
         lines = step_log.read_text().splitlines() if step_log.exists() else []

@@ -129,8 +129,8 @@ def unlearn_step(
     inputs = [*weight_files(model_dir), *sorted(data_dir.rglob("*.jsonl"))]
     record = provenance(seed, {"method": dict(method), **settings}, inputs, benchmark=benchmark)
 
-    def save(model: torch.nn.Module, folder: Path) -> None:
-        write_model_folder(model, tokenizer, folder, record)
+    def save(model: torch.nn.Module, folder: Path, state_dict: Any = None) -> None:
+        write_model_folder(model, tokenizer, folder, record, state_dict)
 
     fingerprint = {
         "method": dict(method),

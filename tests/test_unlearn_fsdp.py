@@ -1,0 +1,95 @@
+"""FSDP2 on the CPU: 2 gloo processes call fully_shard directly (accelerate enters FSDP only on
+GPUs). Parameters, gradients and optimizer state are sharded; the rule works on the local
+gradient shards and sums its inner products over the processes.
+
+Equality with one unsharded process on the same global batch is to float32 rounding (rtol 1e-5,
+atol 1e-6): the same sums, reduced in a different order.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from unlearn_fixtures import tiny_model, unlearner
+
+from bilevel_unlearning.runtime import free_port
+from bilevel_unlearning.unlearn.loop import checkpoint_folder, epoch_folder
+
+TESTS = Path(__file__).resolve().parent
+
+
+def run_fsdp(name: str, out: Path, epochs: int, stop_after: int | None = None) -> int:
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        str(TESTS / "fsdp_worker.py"),
+        name,
+        str(out),
+        str(epochs),
+        *([str(stop_after)] if stop_after is not None else []),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=TESTS)
+    if stop_after is None:
+        assert done.returncode == 0, done.stderr[-4000:]
+    return done.returncode
+
+
+def published(out: Path, epoch: int) -> dict[str, torch.Tensor]:
+    return load_file(epoch_folder(out, epoch) / "model.safetensors")
+
+
+@pytest.mark.parametrize("name", ["blur_npo", "npo_gdr", "rmu"])
+def test_fsdp_over_two_processes_equals_one_process_with_the_global_batch(
+    tmp_path: Path, name: str
+) -> None:
+    run_fsdp(name, tmp_path / "fsdp", epochs=2)
+    topics = 2 if name == "rmu" else 1
+    single = unlearner(name, tmp_path / "single", topics=topics, epochs=2, batch_size=4)
+    single.run()
+    sharded, one = published(tmp_path / "fsdp", 2), published(tmp_path / "single", 2)
+    assert sharded.keys() == one.keys()
+    for key, value in one.items():
+        torch.testing.assert_close(sharded[key], value, rtol=1e-5, atol=1e-6)
+    start = tiny_model().state_dict()
+    assert any(not torch.equal(one[k], start[k]) for k in one), "nothing moved"
+    logged = [json.loads(line) for line in (tmp_path / "fsdp" / "train_log.jsonl").open()]
+    assert len(logged) == len(single.records)
+    keys = ["forget_sq", "forget_loss"]
+    keys += ["retain_sq", "inner", "retain_loss"] if "retain_loss" in logged[0] else []
+    for entry, record in zip(logged, single.records, strict=True):
+        assert entry["processes"] == 2
+        for key in keys:
+            assert entry[key] == pytest.approx(record.values[key], rel=1e-4, abs=1e-9), key
+
+
+def test_an_interrupted_fsdp_run_resumes_from_its_sharded_state(tmp_path: Path) -> None:
+    run_fsdp("blur_npo", tmp_path / "straight", epochs=3)
+    assert run_fsdp("blur_npo", tmp_path / "resumed", epochs=3, stop_after=1) != 0
+    state = checkpoint_folder(tmp_path / "resumed", 1) / "training_state"
+    assert state.is_dir() and any(state.iterdir())  # each process's shards (DCP)
+    assert not epoch_folder(tmp_path / "resumed", 1).exists()
+    run_fsdp("blur_npo", tmp_path / "resumed", epochs=3)
+    a, b = published(tmp_path / "straight", 3), published(tmp_path / "resumed", 3)
+    for key, value in a.items():
+        torch.testing.assert_close(b[key], value, rtol=1e-6, atol=1e-7)
+
+
+def test_the_published_fsdp_epoch_is_a_plain_hugging_face_folder(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    run_fsdp("npo_gdr", tmp_path / "fsdp", epochs=1)
+    model = AutoModelForCausalLM.from_pretrained(epoch_folder(tmp_path / "fsdp", 1))
+    reference = tiny_model()
+    assert model.config.hidden_size == reference.config.hidden_size
+    weights = published(tmp_path / "fsdp", 1)
+    assert all(not hasattr(v, "to_local") for v in weights.values())  # full tensors
