@@ -31,7 +31,7 @@ def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
 
 
 @torch.no_grad()
-def greedy_generate_counted(
+def greedy_generate(
     model: Any,
     tokenizer: Any,
     prompts: Sequence[str],
@@ -39,15 +39,12 @@ def greedy_generate_counted(
     *,
     batch_size: int = 32,
     stops: Sequence[str] = (),
-) -> tuple[list[str], list[int]]:
-    """Greedy continuations of the prompts (special tokens dropped, cut at the first stop) and
-    how many tokens each generated (up to and including its first EOS), as generating it alone
-    would give: MUSE's VerbMem cuts the ground truth to that count."""
+) -> list[str]:
+    """Greedy continuations of the prompts (special tokens dropped, cut at the first stop)."""
     encoded = [encode(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     device = next(model.parameters()).device
     outputs: list[str] = [""] * len(prompts)
-    counts: list[int] = [0] * len(prompts)
     for first in range(0, len(order), batch_size):
         chunk = order[first : first + batch_size]
         ids, mask = _left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id)
@@ -60,24 +57,6 @@ def greedy_generate_counted(
             eos_token_id=tokenizer.eos_token_id,
         )
         for row, index in enumerate(chunk):
-            new = generated[row, ids.shape[1] :].tolist()
-            ends = [i for i, t in enumerate(new) if t == tokenizer.eos_token_id]
-            counts[index] = ends[0] + 1 if ends else len(new)
-            text = tokenizer.decode(new[: counts[index]], skip_special_tokens=True)
+            text = tokenizer.decode(generated[row, ids.shape[1] :], skip_special_tokens=True)
             outputs[index] = cut_at_stops(text, stops)
-    return outputs, counts
-
-
-def greedy_generate(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    max_new_tokens: int,
-    *,
-    batch_size: int = 32,
-    stops: Sequence[str] = (),
-) -> list[str]:
-    """Greedy continuations of the prompts (special tokens dropped, cut at the first stop)."""
-    return greedy_generate_counted(
-        model, tokenizer, prompts, max_new_tokens, batch_size=batch_size, stops=stops
-    )[0]
+    return outputs

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bilevel_unlearning.evaluation.generation import greedy_generate, greedy_generate_counted
+from bilevel_unlearning.evaluation.generation import greedy_generate
 from bilevel_unlearning.evaluation.likelihood import labelled_logprobs, text_scoring_example
 from bilevel_unlearning.evaluation.metrics import mean, min_k_score, privleak, privleak_auc
 from bilevel_unlearning.evaluation.rouge import rouge_l
@@ -65,12 +65,10 @@ def verbmem(
 ) -> list[dict[str, Any]]:
     """VerbMem: the continuation of each forget prompt against the true continuation."""
     records = read_jsonl(data / "verbmem/forget.jsonl")
-    outputs, counts = greedy_generate_counted(
+    outputs = greedy_generate(
         model, tokenizer, [r["prompt"] for r in records], max_new_tokens, batch_size=batch_size
     )
-    truths = [
-        verbmem_reference(tokenizer, r["gt"], n) for r, n in zip(records, counts, strict=True)
-    ]
+    truths = [verbmem_reference(tokenizer, r["gt"], max_new_tokens) for r in records]
     return rouge_items(truths, outputs)
 
 
