@@ -46,6 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.unlearn_step import authors_style_blur
 from bilevel_unlearning.io import write_json
+from bilevel_unlearning.models.hf import enable_activation_checkpointing
 from bilevel_unlearning.models.train import Example
 from bilevel_unlearning.runtime import device_name
 from bilevel_unlearning.unlearn.data import UnlearnData
@@ -164,7 +165,7 @@ def step_check(
         layers = shape["layers"]
     model = random_model(shape, layers, device, dtype)
     reference = copy.deepcopy(model)
-    model.gradient_checkpointing_enable()
+    enable_activation_checkpointing(model)
     objectives = {name: Objective(config, reference) for name, config in METHODS.items()}
     settings = LoopSettings(epochs=1, learning_rate=1e-5, batch_size=micro)
     with tempfile.TemporaryDirectory() as out:

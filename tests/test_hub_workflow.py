@@ -107,7 +107,7 @@ def test_plan_target_prints_the_gpu_table_without_network(workdir: Path) -> None
     assert table in output
     rows = {line.split()[0]: line.split() for line in table.splitlines() if "/" in line[:40]}
     # the paper's global batch 4 on 4 GPUs: 4 = 4 processes x 1 accumulation x micro-batch 1
-    assert rows["muse_news/blur_npo"][1:5] == ["4", "fsdp", "4=4x1x1", "bfloat16"]
+    assert rows["muse_news/blur_npo"][1:5] == ["4", "fsdp", "4=4x1x1", "mixed"]
     assert rows["tofu/blur_npo-forget05"][1:4] == ["1", "ddp", "32=1x4x8"]
     # the gated bio corpus's size is not known, but the run stops after 150 batches
     assert rows["wmdp/rmu"][-1] != "?"

@@ -113,8 +113,15 @@ def test_bfloat16_halves_weights_and_gradients_of_float32() -> None:
     assert fp32.weights == 2 * bf16.weights == 4 * 6_738_415_616  # ddp: a whole copy
     assert fp32.grads == 2 * bf16.grads
     assert fp32.optimizer == bf16.optimizer  # float32 moments either way
+    # mixed: the model itself is the fp32 master copy (gradients fp32 too), the frozen
+    # reference in bf16, the compute in bf16
     mixed = plan.estimate(job(precision="mixed"))
-    assert mixed.optimizer == bf16.optimizer * 12 / 8  # + float32 master weights
+    assert (mixed.weights, mixed.grads, mixed.optimizer) == (
+        fp32.weights,
+        fp32.grads,
+        fp32.optimizer,
+    )
+    assert mixed.frozen == bf16.frozen
 
 
 def test_rmu_trains_three_down_projections_beside_a_frozen_copy() -> None:

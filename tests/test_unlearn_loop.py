@@ -204,3 +204,42 @@ def test_only_the_last_training_state_is_kept_and_published_epochs_hold_weights_
         published = {p.name for p in epoch_folder(tmp_path, epoch).iterdir()}
         assert "model.safetensors" in published and "config.json" in published
         assert not published & {"trainer_state.pt", "fingerprint.json", "training_state"}
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    """Activations recomputed in the backward pass: the same gradients to float32 rounding."""
+    from unlearn_fixtures import examples, tiny_model
+
+    from bilevel_unlearning.models.hf import enable_activation_checkpointing
+    from bilevel_unlearning.models.train import collate
+
+    batch = collate(examples(4, seed=3), pad_id=0)
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_model().train()
+        if checkpointing:
+            enable_activation_checkpointing(model)
+            assert model.is_activation_checkpointing
+        model(**batch).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-7)
+
+
+def test_mixed_precision_keeps_fp32_master_weights_and_publishes_bf16(tmp_path: Path) -> None:
+    """precision mixed: the trained weights and AdamW moments stay float32 (a 1e-3 step moves
+    them), the forward passes compute in bfloat16, the published folder holds bfloat16."""
+    from safetensors.torch import load_file
+
+    run = unlearner(
+        "blur_npo", tmp_path, epochs=1, autocast_dtype="bfloat16", publish_dtype="bfloat16"
+    )
+    run.run()
+    model = run.accelerator.unwrap_model(run.model)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    moments = [s["exp_avg"] for s in run.optimizer.state.values()]
+    assert moments and all(m.dtype == torch.float32 for m in moments)
+    published = load_file(epoch_folder(tmp_path, 1) / "model.safetensors")
+    assert all(v.dtype == torch.bfloat16 for v in published.values())
+    kept = torch.load(checkpoint_folder(tmp_path, 1) / "trainer_state.pt", weights_only=False)
+    assert all(v.dtype == torch.float32 for v in kept["weights"].values())  # resume from fp32

@@ -76,6 +76,7 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
         args.settings,
         args.seed,
         args.precision,
+        args.strategy,
     )
 
 
@@ -293,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="the benchmark's data folder")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--precision", default="float32")
+    p.add_argument(
+        "--strategy",
+        choices=["single", "ddp", "fsdp"],
+        default="single",
+        help="how the processes share the work (runtime.parallel_strategy); fsdp shards",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_unlearn)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bilevel_unlearning.runtime import batch_layout
+from bilevel_unlearning.runtime import batch_layout, parallel_strategy
 
 GIB = 2**30
 
@@ -158,7 +158,7 @@ PRECISIONS: dict[str, tuple[str, str, str, bool]] = {
     "float32": ("float32", "float32", "float32", False),
     "bfloat16": ("bfloat16", "bfloat16", "bfloat16", False),
     "float16": ("float16", "float16", "float16", False),
-    "mixed": ("bfloat16", "bfloat16", "bfloat16", True),
+    "mixed": ("float32", "float32", "bfloat16", False),  # fp32 master model, bf16 compute
 }
 DEFAULTS: Mapping[str, Any] = {
     "strategy": "ddp",
@@ -176,10 +176,11 @@ ASSUMPTIONS = (
     "layers of weights, are not counted); DDP keeps all of them whole on every GPU.",
     "optimizer: AdamW, two moments per trainable parameter in optimizer_dtype (default float32; "
     "torch's AdamW on bfloat16 parameters keeps bfloat16 moments: set optimizer_dtype bfloat16 "
-    "to model the loop as it runs now); precision `mixed` adds float32 master weights (4 B).",
+    "to model the loop as it runs now); precision `mixed` keeps the trained weights, gradients "
+    "and moments in float32 (the master copy) and computes in bfloat16.",
     "extra buffer: one gradient copy (g_F beside .grad) for every method with a retain loss.",
     "frozen copies: NPO, KL retain, RMU: 1 reference; WHP: 2 (reference, reinforced); Task "
-    "Vector: 1 (starting weights); in the weight dtype.",
+    "Vector: 1 (starting weights); in the compute dtype.",
     "activations: micro_batch x seq x hidden x layers x activation_factor bytes (34 at 16-bit, "
     "x2 at fp32); with gradient checkpointing the layer inputs plus one layer's activations; "
     "plus the logits: micro_batch x seq x vocab x (compute bytes + 8) (fp32 copy and "
@@ -330,7 +331,7 @@ def estimate(job: Mapping[str, Any]) -> Estimate:
         precision=precision,
         params=params,
         weights=params * DTYPE_BYTES[weight_dtype] / shards,
-        frozen=needs.frozen_copies * params * DTYPE_BYTES[weight_dtype] / shards,
+        frozen=needs.frozen_copies * params * DTYPE_BYTES[compute_dtype] / shards,
         grads=grad_bytes / shards,
         extra=grad_bytes * needs.retain_gradient / shards,
         optimizer=optimizer / shards,
@@ -460,9 +461,6 @@ def default_gpus(benchmark: str, source: str) -> int:
     return DEFAULT_GPUS[benchmark] if source == "hub" else 1
 
 
-# Models at least this large are sharded (FSDP) when a job has more than one GPU; DDP otherwise.
-SHARDED_PARAMS = 3e9
-
 # Forget-set sizes of the real benchmarks, used while their data are not downloaded yet.
 REFERENCE_FORGET_ITEMS: dict[str, int] = {
     # MUSE: 2048-token chunks of the forget text (SPEC: epoch 1 at batch 4 ends at step 102 on
@@ -565,8 +563,8 @@ def config_jobs(
     for benchmark in config["benchmarks"]:
         count = int(gpus[benchmark])
         model = start_model(config, benchmark)
-        large = resolve_architecture(model).params() >= SHARDED_PARAMS
-        strategy = "fsdp" if count > 1 and large else "ddp"
+        strategy = parallel_strategy(count, resolve_architecture(model).params())
+        strategy = "ddp" if strategy == "single" else strategy  # one GPU: nothing sharded
         data = data_root / benchmark / "data" if data_root is not None else None
         if data is not None and not is_source(data, config["source"]):
             data = None  # e.g. the miniature's files where the hub data will go
@@ -585,6 +583,7 @@ def config_jobs(
                         settings["batch_size"], count, settings.get("micro_batch_size")
                     ).micro_batch,
                     "seq_len": sequence_length(benchmark, settings),
+                    "gradient_checkpointing": bool(settings.get("gradient_checkpointing", False)),
                     "steps": run_steps(items, settings, count),
                     "method": dict(run.params),
                 }

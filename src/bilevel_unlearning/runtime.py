@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # torch is imported where a device is needed: the plan and DAG stay light
     import torch
 
-PRECISIONS = ("float32", "bfloat16", "float16")
+PRECISIONS = ("float32", "bfloat16", "float16", "mixed")
+# precision mixed: weights and optimizer state in float32 (the master copy), compute in bfloat16
+MIXED_COMPUTE, MIXED_MASTER = "bfloat16", "float32"
 
 
 def compute_device(accelerator: Any = None) -> torch.device:
@@ -38,12 +40,18 @@ def compute_device(accelerator: Any = None) -> torch.device:
 
 
 def compute_dtype(precision: str) -> torch.dtype:
-    """The weights' dtype for a config `precision` (float32 on CPUs, bfloat16 on GPUs)."""
+    """The compute dtype of a config `precision` (float32 on CPUs, bfloat16 or mixed on GPUs):
+    what evaluation loads weights in and training computes in."""
     import torch
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {list(PRECISIONS)}")
-    return getattr(torch, precision)
+    return getattr(torch, MIXED_COMPUTE if precision == "mixed" else precision)
+
+
+def master_precision(precision: str) -> str:
+    """The dtype the trained weights and the optimizer state are kept in."""
+    return MIXED_MASTER if precision == "mixed" else precision
 
 
 def to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -115,3 +123,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# A model at least this large is sharded (FSDP2) when its job has more than one GPU: a 7B model
+# with AdamW, a frozen reference and BLUR's extra buffer does not fit one 80 GB GPU whole.
+SHARDED_PARAMS = 3e9
+
+
+def parallel_strategy(gpus: int, params: int) -> str:
+    """How a training job uses its GPUs: one process, DDP (a replica per GPU) or FSDP (one
+    shard per GPU). The launcher, the loop and the plan all ask this function."""
+    if gpus <= 1:
+        return "single"
+    return "fsdp" if params >= SHARDED_PARAMS else "ddp"

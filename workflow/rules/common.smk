@@ -19,6 +19,7 @@ from bilevel_unlearning.data.hub import (
 from bilevel_unlearning.data.layout import TOFU_RETAIN_OF, layout_files
 from bilevel_unlearning.data.miniature import LM_EVAL_TASKS
 from bilevel_unlearning.models.recipes import model_roles, role_sources
+from bilevel_unlearning.runtime import parallel_strategy
 from bilevel_unlearning.runs import (
     START_ROLE,
     chat_settings,
@@ -158,15 +159,24 @@ def eval_files(benchmark):
 
 
 def launcher(gpus):
-    """How a training job starts: one process, or one per GPU under accelerate (DDP) on one
-    node, with a rendezvous port chosen free on that node when the job starts (not 29500:
-    two multi-GPU jobs may share a node)."""
+    """How a training job starts: one process, or one per GPU under accelerate on one node,
+    with a rendezvous port chosen free on that node when the job starts (not 29500: two
+    multi-GPU jobs may share a node). DDP or FSDP is the job's --strategy (strategy below).
+    """
     if int(gpus) > 1:
         return (
             f"accelerate launch --multi_gpu --num_machines 1 --num_processes {int(gpus)}"
             " --main_process_port $(python -m bilevel_unlearning.cli free-port) -m"
         )
     return "python -m"
+
+
+def strategy(benchmark, gpus):
+    """single, ddp or fsdp: the same function the GPU plan uses (runtime.parallel_strategy)."""
+    from bilevel_unlearning.plan import resolve_architecture, start_model
+
+    params = resolve_architecture(start_model(config, benchmark)).params()
+    return parallel_strategy(int(gpus), params)
 
 
 # ---------------------------------------------------------------- paper outputs

@@ -43,13 +43,17 @@ for _benchmark in BENCHMARKS:
                 runs_of(benchmark)[w.run].settings
             ),
             launcher=lambda w, resources: launcher(resources.gpus),
+            strategy=lambda w, resources, benchmark=_benchmark: strategy(
+                benchmark, resources.gpus
+            ),
             data=lambda w, input: ancestor_named(input.data[0], "data"),
             out=lambda w, output: str(Path(output[-1]).parent),
         shell:
             "{params.launcher} bilevel_unlearning.cli unlearn --benchmark {params.benchmark}"
             " --method '{params.method}' --settings '{params.settings}'"
             " --model {input.model} --data {params.data} --seed {params.seed}"
-            " --precision {params.precision} --threads {threads} --out {params.out}"
+            " --precision {params.precision} --strategy {params.strategy}"
+            " --threads {threads} --out {params.out}"
             " > {log} 2>&1"
 
 

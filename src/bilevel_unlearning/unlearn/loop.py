@@ -31,7 +31,6 @@ gives the same updates on any count.
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import json
 import logging
@@ -48,7 +47,7 @@ from typing import Any
 import torch
 
 from bilevel_unlearning.io import atomic_path, write_text
-from bilevel_unlearning.runtime import BatchLayout, batch_layout, compute_device
+from bilevel_unlearning.runtime import BatchLayout, batch_layout, compute_device, compute_dtype
 from bilevel_unlearning.unlearn import sharding
 from bilevel_unlearning.unlearn.data import MicroBatch, UnlearnData, epoch_steps, steps_per_epoch
 from bilevel_unlearning.unlearn.objectives import Objective
@@ -76,6 +75,10 @@ class LoopSettings:
     schedule: str = "constant"  # constant | linear | cosine (after the warm-up, decay to 0)
     warmup_steps: int = 0
     warmup_epochs: float | None = None  # instead of warmup_steps: per split, from its size
+    # precision mixed: fp32 master weights and optimizer state, bf16 compute (autocast, or
+    # FSDP's mixed-precision policy), bf16 published weights
+    autocast_dtype: str | None = None
+    publish_dtype: str | None = None
     weight_decay: float = 0.0
     clip_norm: float | None = None  # on the combined direction; None as in the authors' runs
     seed: int = 0
@@ -266,23 +269,31 @@ class Unlearner:
                 "process or under DDP (a 7B Task Vector fine-tune fits 4 x 80 GB with DDP "
                 "only with micro-batch 1 and gradient checkpointing)"
             )
-        sharding.shard(self.model)
+        policy = None
+        if self.settings.autocast_dtype is not None:
+            policy = sharding.mixed_precision_policy(compute_dtype(self.settings.autocast_dtype))
+        sharding.shard(self.model, policy)
         if self.objective.reference is not None:
-            sharding.shard(self.objective.reference)
+            sharding.shard(self.objective.reference, policy)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 compute over fp32 master weights (precision mixed); under FSDP the sharding's
+        mixed-precision policy casts instead."""
+        if self.settings.autocast_dtype is None or self.sharded:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=compute_dtype(self.settings.autocast_dtype))
 
     @property
     def all_reduce(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """Sharded gradients: the rule's inner products are summed over the processes."""
         return sum_across_processes if self.sharded else None
 
-    def _task_vector_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        """A copy holding theta_0 - negation * (theta - theta_0): Task Vector's unlearned model."""
-        published = copy.deepcopy(model)
-        with torch.no_grad():
-            for name, value in published.state_dict().items():
-                start = self.initial_weights[name]
-                value.copy_(start - self.negation * (value - start))
-        return published
+    def _task_vector_weights(self, trained: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """theta_0 - negation * (theta - theta_0): Task Vector's unlearned weights."""
+        return {
+            name: start - self.negation * (trained[name] - start)
+            for name, start in self.initial_weights.items()
+        }
 
     @property
     def two_passes(self) -> bool:
@@ -313,7 +324,7 @@ class Unlearner:
         for index, micro in enumerate(group):
             last = index == len(group) - 1
             sync = contextlib.nullcontext() if last else self.accelerator.no_sync(self.model)
-            with sync:
+            with sync, self._autocast():
                 loss = loss_of(micro) * micro.weight
                 self.accelerator.backward(loss)
             losses.append(loss.detach())
@@ -448,15 +459,25 @@ class Unlearner:
     def _write_checkpoint(
         self, folder: Path, state: dict[str, Any], weights: dict[str, torch.Tensor] | None
     ) -> None:
-        """Process 0's part: the model folder, the trainer state and the fingerprint."""
+        """Process 0's part: the model folder, the trainer state and the fingerprint.
+
+        The trained weights are kept in the trainer state when the published ones differ from
+        them: Task Vector's negation, or mixed precision's bf16 copy of fp32 master weights.
+        """
         model = self.accelerator.unwrap_model(self.model)
-        if self.negation is not None:  # published weights differ: keep the trained ones
-            state["weights"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            model = self._task_vector_model(model)
+        trained = weights
+        if trained is None:
+            trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        published = trained if self.negation is None else self._task_vector_weights(trained)
+        if self.settings.publish_dtype is not None:
+            dtype = compute_dtype(self.settings.publish_dtype)
+            published = {k: v.to(dtype) for k, v in published.items()}
+        if published is not trained and not self.sharded:
+            state["weights"] = trained
         if self.save_model is not None:
-            self.save_model(model, folder, state_dict=weights)
+            self.save_model(model, folder, state_dict=published)
         else:
-            model.save_pretrained(folder, state_dict=weights, safe_serialization=True)
+            model.save_pretrained(folder, state_dict=published, safe_serialization=True)
         torch.save(state, folder / STATE_FILE)
         made_from = {"sha256": fingerprint_digest(self.fingerprint), "made_from": self._made_from()}
         (folder / FINGERPRINT_FILE).write_text(json.dumps(made_from, indent=2, default=str))

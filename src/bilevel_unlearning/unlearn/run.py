@@ -18,7 +18,12 @@ from bilevel_unlearning.models.hf import (
 )
 from bilevel_unlearning.models.train import ChatFormat, train_causal_lm
 from bilevel_unlearning.pipeline import provenance
-from bilevel_unlearning.runtime import compute_device
+from bilevel_unlearning.runtime import (
+    MIXED_COMPUTE,
+    compute_device,
+    compute_dtype,
+    master_precision,
+)
 from bilevel_unlearning.unlearn.data import UnlearnData, muse_data, tofu_data, wmdp_data
 from bilevel_unlearning.unlearn.loop import LoopSettings, Unlearner
 from bilevel_unlearning.unlearn.losses import FORGET_LOSSES, RETAIN_LOSSES
@@ -71,11 +76,14 @@ METHOD_OVERRIDES = ("learning_rate", "clip_norm", "schedule")
 
 
 def loop_settings(
-    method: Mapping[str, Any], settings: Mapping[str, Any], seed: int
+    method: Mapping[str, Any], settings: Mapping[str, Any], seed: int, precision: str = "float32"
 ) -> LoopSettings:
     """The loop's settings: the benchmark's, with the method's own overrides."""
     merged = {**settings, **{k: method[k] for k in METHOD_OVERRIDES if k in method}}
+    mixed = MIXED_COMPUTE if precision == "mixed" else None
     return LoopSettings(
+        autocast_dtype=mixed,
+        publish_dtype=mixed,
         epochs=merged["epochs"],
         learning_rate=merged["learning_rate"],
         batch_size=merged["batch_size"],
@@ -107,6 +115,7 @@ def unlearn_step(
     settings: Mapping[str, Any],
     seed: int,
     precision: str = "float32",
+    strategy: str = "single",
 ) -> None:
     """Unlearn with `method`, writing out/epoch_{k}/ (HF folders) and out/train_log.jsonl."""
     from accelerate import Accelerator
@@ -116,8 +125,14 @@ def unlearn_step(
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     device = compute_device(accelerator)
     tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir, precision, device)
+    model = load_model(model_dir, master_precision(precision), device)
     reference = copy.deepcopy(model) if needs_reference(method) else None
+    if reference is not None:  # frozen: held in the compute dtype (bf16 under mixed)
+        reference.to(compute_dtype(precision))
+    if settings.get("gradient_checkpointing"):  # recompute activations in the backward pass
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
     data = benchmark_data(benchmark, tokenizer, data_dir, settings)
     reinforced = (
         reinforced_model(model, data, method, settings, seed)
@@ -125,7 +140,7 @@ def unlearn_step(
         else None
     )
     objective = Objective({**method, "seed": seed}, reference, reinforced)
-    loop = loop_settings(method, settings, seed)
+    loop = loop_settings(method, settings, seed, precision)
     inputs = [*weight_files(model_dir), *sorted(data_dir.rglob("*.jsonl"))]
     record = provenance(seed, {"method": dict(method), **settings}, inputs, benchmark=benchmark)
 
@@ -148,5 +163,6 @@ def unlearn_step(
         accelerator=accelerator,
         fingerprint=fingerprint,
         device=device,
+        sharded=strategy == "fsdp",
         save_model=save,
     ).run()
