@@ -234,7 +234,7 @@ BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
     (
         "bad precision",
         _set("precision", "fp16"),
-        ["config key 'precision'", "'fp16'", "one of: float32, bfloat16, float16"],
+        ["config key 'precision'", "'fp16'", "one of: float32, bfloat16, float16, mixed"],
     ),
     (
         "unknown tofu split",
@@ -482,7 +482,7 @@ def paper_config(default_config: dict, schema_path: Path) -> dict:
 
 
 def test_paper_config_is_the_real_experiment(paper_config: dict) -> None:
-    assert paper_config["source"] == "hub" and paper_config["precision"] == "bfloat16"
+    assert paper_config["source"] == "hub" and paper_config["precision"] == "mixed"
     assert paper_config["expected_tables"] is None
     hub = paper_config["hub"]
     assert hub["muse_news"]["models"]["target"]["repo"] == "muse-bench/MUSE-news_target"
