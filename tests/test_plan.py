@@ -263,7 +263,8 @@ def test_steps_follow_the_loops_batching_of_the_reference_sizes() -> None:
     wmdp = plan.config_jobs(uncapped, plan.DEFAULT_GPUS)[-1]
     assert wmdp["steps"] is None
     table = plan.plan_table([wmdp, by_name["tofu/ga-forget01"]], ["a note"])
-    assert table.splitlines()[2].rstrip().endswith("?")
+    assert table.splitlines()[2].split()[-2] == "?"  # runtime unknown, then the disk
+    assert "+ 1 of unknown runtime" in table
     assert "Notes:\n- a note" in table
 
 
@@ -295,3 +296,15 @@ def test_the_miniature_plans_its_own_architecture() -> None:
     assert {j["gpus"] for j in jobs} == {1}
     assert all(isinstance(j["model"], dict) for j in jobs)
     assert "muse_news/blur_npo" in plan.plan_table(jobs)
+
+
+def test_the_plan_prints_the_disk_of_each_run_and_the_totals() -> None:
+    """Published epochs in the compute dtype plus one training state: a 7B MUSE run in mixed
+    precision keeps 10 x 13.5 GB of weights and 27 + 54 GB of master weights and moments."""
+    by_name = {j["name"]: j for j in plan.config_jobs(paper_config(), plan.DEFAULT_GPUS)}
+    news = plan.estimate(by_name["muse_news/blur_npo"])
+    params = news.params
+    assert news.disk == 10 * 2 * params + 4 * params + 8 * params
+    table = plan.plan_table(list(by_name.values()))
+    totals = next(line for line in table.splitlines() if line.startswith("Totals:"))
+    assert f"{len(by_name)} unlearning runs" in totals and "GPU-hours" in totals and "TB" in totals

@@ -257,6 +257,7 @@ class Estimate:
     activations: float
     gpu_memory: float
     seconds: float
+    disk: float = 0.0  # bytes the run leaves: its published epochs and one training state
 
     @property
     def total(self) -> float:
@@ -342,7 +343,18 @@ def estimate(job: Mapping[str, Any]) -> Estimate:
             if job.get("steps") is None
             else runtime_seconds(job, architecture, needs, compute_dtype, gpu)
         ),
+        disk=run_disk_bytes(job, params, trainable, weight_dtype, compute_dtype),
     )
+
+
+def run_disk_bytes(
+    job: Mapping[str, Any], params: int, trainable: int, weight_dtype: str, compute_dtype: str
+) -> float:
+    """A run's disk: each published epoch's weights (in the compute dtype) and the one training
+    state kept (weights in their own dtype, AdamW's two float32 moments per trained weight)."""
+    epochs = int(job.get("epochs", 1))
+    state = params * DTYPE_BYTES[weight_dtype] + trainable * 8
+    return epochs * params * DTYPE_BYTES[compute_dtype] + state
 
 
 def training_flops(job: Mapping[str, Any], architecture: Architecture, needs: Needs) -> float:
@@ -387,6 +399,7 @@ COLUMNS = (
     "activ",
     "total GiB",
     "runtime",
+    "disk GB",
     "",
 )
 
@@ -406,6 +419,7 @@ def table_rows(estimates: Sequence[Estimate]) -> list[list[str]]:
                 ),
                 _gib(e.total),
                 _duration(e.seconds),
+                f"{e.disk / 1e9:.0f}",
                 "" if e.fits else f"EXCEEDS {e.gpu_memory / GIB:.0f} GiB",
             ]
         )
@@ -414,7 +428,7 @@ def table_rows(estimates: Sequence[Estimate]) -> list[list[str]]:
 
 def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
     """Numbers right-aligned, text left-aligned."""
-    numeric = range(4, 11)
+    numeric = (*range(4, 11), 12)
     padded = [
         c.rjust(w) if i in numeric else c.ljust(w)
         for i, (c, w) in enumerate(zip(cells, widths, strict=True))
@@ -426,6 +440,19 @@ def _bullets(texts: Sequence[str]) -> list[str]:
     return [textwrap.fill(t, 100, initial_indent="- ", subsequent_indent="  ") for t in texts]
 
 
+def totals_line(estimates: Sequence[Estimate]) -> str:
+    """GPU-hours of the unlearning runs whose runtime is known, and the disk of all of them."""
+    known = [e for e in estimates if not math.isnan(e.seconds)]
+    hours = sum(e.seconds * e.gpus for e in known) / 3600
+    unknown = len(estimates) - len(known)
+    disk = sum(e.disk for e in estimates) / 1e12
+    return (
+        f"Totals: {len(estimates)} unlearning runs, {hours:,.0f} GPU-hours"
+        + (f" (+ {unknown} of unknown runtime)" if unknown else "")
+        + f", {disk:.2f} TB of checkpoints; evaluation GPU-hours are not estimated."
+    )
+
+
 def plan_table(rows: Sequence[Mapping[str, Any]], notes: Sequence[str] = ()) -> str:
     """One line per job (memory per GPU by component, runtime), notes, then the assumptions."""
     estimates = [estimate(job) for job in rows]
@@ -433,6 +460,7 @@ def plan_table(rows: Sequence[Mapping[str, Any]], notes: Sequence[str] = ()) -> 
     widths = [max(len(r[i]) for r in body) for i in range(len(COLUMNS))]
     lines = [_line(row, widths) for row in body]
     lines.insert(1, "-" * len(lines[0]))
+    lines += ["", totals_line(estimates)]
     noted = ["", "Notes:", *_bullets(notes)] if notes else []
     assumptions = ["", "Assumptions:", *_bullets(ASSUMPTIONS)]
     return "\n".join([*lines, *noted, *assumptions]) + "\n"
@@ -584,6 +612,7 @@ def config_jobs(
                     ).micro_batch,
                     "seq_len": sequence_length(benchmark, settings),
                     "gradient_checkpointing": bool(settings.get("gradient_checkpointing", False)),
+                    "epochs": settings["epochs"],
                     "steps": run_steps(items, settings, count),
                     "method": dict(run.params),
                 }
