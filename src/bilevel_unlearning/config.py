@@ -34,6 +34,9 @@ HYPERPARAMETER_USERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "layers": ("forget_loss", ("rmu",)),
     "steering_coefficient": ("forget_loss", ("rmu",)),
     "trainable": ("forget_loss", ("rmu",)),
+    "baldro": ("forget_loss", ("ga", "npo", "simnpo", "rmu")),
+    "beta_dv": ("forget_loss", ("ga", "npo", "simnpo", "rmu")),
+    "sampling_ratio": ("forget_loss", ("ga", "npo", "simnpo")),
     "negation": ("forget_loss", ("nll",)),
     "reinforcement": ("forget_loss", ("whp",)),
     "reinforce_epochs": ("forget_loss", ("whp",)),
@@ -603,6 +606,21 @@ def single_method_problems(name: str, method: Mapping[str, Any]) -> list[str]:
                 f"config key '{key_path([*base, key])}' is missing: forget_loss 'whp' needs "
                 "reinforcement and reinforce_epochs"
             )
+    form = method.get("baldro")
+    for key, needed in (("beta_dv", "dv"), ("sampling_ratio", "group")):
+        if key in method and form != needed:
+            problems.append(
+                _not_allowed([*base, key], method[key], f"read only with baldro: {needed}")
+            )
+    if form == "group" and forget == "rmu":
+        problems.append(
+            _not_allowed(
+                [*base, "baldro"],
+                form,
+                "BalDRO-G ranks samples by their log-likelihood, which RMU's hidden-state loss "
+                "does not compute: use baldro: dv with rmu",
+            )
+        )
     if forget == "rmu" and retain is not None and retain != "rmu":
         problems.append(
             _not_allowed(

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from bilevel_unlearning.unlearn import losses
+from bilevel_unlearning.unlearn import baldro, losses
 from bilevel_unlearning.unlearn.data import MicroBatch
 
 
@@ -136,8 +136,12 @@ class Objective:
 
     def forget_loss(self, model: torch.nn.Module, micro: MicroBatch) -> torch.Tensor:
         spec = losses.FORGET_LOSSES[self.forget]
-        return spec(self._inputs(model, micro.forget, spec, micro.topic), self.config)
+        inputs = self._inputs(model, micro.forget, spec, micro.topic)
+        if self.config.get("baldro"):  # the per-sample values, reweighted (baldro.py)
+            return baldro.reweighted_forget_loss(self.forget, inputs, self.config)
+        return spec(inputs, self.config)
 
     def retain_loss(self, model: torch.nn.Module, micro: MicroBatch) -> torch.Tensor:
         spec = losses.RETAIN_LOSSES[self.retain]
-        return spec(self._inputs(model, micro.retain, spec), self.config)
+        batch = baldro.retain_rows(micro.retain, self.config)
+        return spec(self._inputs(model, batch, spec), self.config)
