@@ -171,3 +171,63 @@ def test_privleak_uses_the_published_retrain_auc_and_keeps_the_own_one_beside(
     assert paper["privleak"] == pytest.approx((auc - 0.4772) / 0.4772 * 100)
     assert paper["privleak_own_retrain"] == pytest.approx((auc - 0.6) / 0.6 * 100)
     assert own["privleak"] == paper["privleak_own_retrain"] and "own_auc_retrain" not in own
+
+
+
+def test_the_mia_suite_agrees_with_privleak_and_needs_the_oracles_aucs(
+    tiny_model: Any, tokenizer: Any, data_root: Path
+) -> None:
+    from bilevel_unlearning.evaluation.muse import evaluate_muse
+
+    settings = {
+        "batch_size": 8,
+        "verbmem_max_new_tokens": 2,
+        "knowmem_max_new_tokens": 2,
+        "privleak_k": 0.4,
+        "privleak_max_length": None,
+    }
+    data = data_root / "muse_news"
+    oracle = evaluate_muse(tiny_model, tokenizer, data, settings, None)
+    assert oracle["mia"]["Min-40%"]["auc"] == pytest.approx(oracle["metrics"]["privleak_auc"])
+    assert all(entry["privleak"] == 0.0 for entry in oracle["mia"].values())  # itself
+    aucs = {name: 0.5 for name in oracle["mia"]}
+    row = evaluate_muse(tiny_model, tokenizer, data, settings, 0.5, None, aucs)
+    ppl = row["mia"]["PPL"]
+    assert row["metrics"]["privleak_ppl"] == pytest.approx((ppl["auc"] - 0.5) / 0.5 * 100)
+    without = evaluate_muse(tiny_model, tokenizer, data, settings, 0.5, None, None)
+    assert without["metrics"]["privleak_ppl"] is None  # an oracle without the suite: no gap
+
+
+def test_mia_scores_are_musesprivleak_scores_computed_by_hand() -> None:
+    """Five tokens with log-probs -1..-5; the lowercased text -2 each; the zlib length of the
+    text computed independently."""
+    import zlib
+
+    stats = [(-float(i), -2.0, 1.0) for i in range(1, 6)]
+    scores = m.mia_scores(stats, [-2.0] * 5, "Some Text")
+    assert scores["PPL"] == pytest.approx(3.0)  # MUSE's "PPL" is the mean token NLL
+    assert scores["PPL/lower"] == pytest.approx(3.0 / 2.0)
+    assert scores["PPL/zlib"] == pytest.approx(3.0 / len(zlib.compress(b"Some Text")))
+    assert scores["Min-40%"] == pytest.approx((5 + 4) / 2)  # int(5 * 0.4) = 2 lowest
+    assert scores["Min-5%"] == pytest.approx(5.0)  # at least one token
+    # Min-K%++: (lp - mu) / sigma = 1, 0, -1, -2, -3; the lowest two -3, -2: minus their mean
+    assert scores["Min-40%++"] == pytest.approx(2.5)
+    assert set(scores) >= {"Min-10%", "Min-20%", "Min-30%", "Min-50%", "Min-60%"}
+
+
+def test_token_stats_give_the_mean_and_spread_of_the_next_token_distribution(
+    tiny_model: Any, tokenizer: Any
+) -> None:
+    from bilevel_unlearning.evaluation.likelihood import labelled_token_stats
+
+    example = text_scoring_example(tokenizer, "a short text about it", 32)
+    (stats,) = labelled_token_stats(tiny_model, [example], tokenizer.pad_token_id)
+    ids = list(example.input_ids)
+    with torch.no_grad():
+        logprobs = torch.log_softmax(tiny_model(input_ids=torch.tensor([ids])).logits[0], -1)
+    position = 0  # the first scored token: ids[1] given ids[0]
+    lp = logprobs[position]
+    mu = float((lp.exp() * lp).sum())
+    sigma = float(((lp.exp() * lp.square()).sum() - mu**2) ** 0.5)
+    assert stats[0] == pytest.approx((float(lp[ids[1]]), mu, sigma), rel=1e-4)
+    assert len(stats) == len(ids) - 1

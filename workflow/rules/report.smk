@@ -29,6 +29,8 @@ if MUSE:
         },
         "MUSE",
     )
+    # supplementary: the PrivLeak of every membership score of MUSE's privleak code
+    TABLES["table_s1_muse_mia"] = (*TABLES["table_1_muse"][:2], "MUSE")
 if "wmdp" in BENCHMARKS:
     TABLES["table_2_wmdp"] = (
         reference_evals("wmdp")

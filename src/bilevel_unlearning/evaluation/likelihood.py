@@ -42,3 +42,33 @@ def labelled_logprobs(
             keep = labels[row] != IGNORE
             scores[index] = picked[row][keep].double().cpu().tolist()
     return scores
+
+
+@torch.no_grad()
+def labelled_token_stats(
+    model: Any, examples: Sequence[Example], pad_id: int, batch_size: int = 16
+) -> list[list[tuple[float, float, float]]]:
+    """For each example, per labelled token: (log p(token), mean and standard deviation of
+    log p over the vocabulary under the model's next-token distribution): what Min-K%++
+    standardises a token's log-probability with."""
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    device = next(model.parameters()).device
+    stats: list[list[tuple[float, float, float]]] = [[] for _ in examples]
+    for first in range(0, len(order), batch_size):
+        chunk = order[first : first + batch_size]
+        batch = collate([examples[i] for i in chunk], pad_id)
+        logits = model(
+            input_ids=batch["input_ids"].to(device),
+            attention_mask=batch["attention_mask"].to(device),
+        ).logits.float()
+        labels = batch["labels"][:, 1:].to(device)
+        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+        probs = logprobs.exp()
+        mu = (probs * logprobs).sum(-1)
+        sigma = ((probs * logprobs.square()).sum(-1) - mu.square()).clamp_min(0).sqrt()
+        picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        for row, index in enumerate(chunk):
+            keep = labels[row] != IGNORE
+            triples = torch.stack([picked[row][keep], mu[row][keep], sigma[row][keep]], dim=-1)
+            stats[index] = [tuple(t) for t in triples.double().cpu().tolist()]
+    return stats

@@ -107,3 +107,36 @@ def harmonic_mean(values: Sequence[float]) -> float:
 def sequence_prob(token_logprobs: Sequence[float]) -> float:
     """exp(-mean NLL): the length-normalised probability of an answer (TOFU's Prob)."""
     return math.exp(mean(token_logprobs))
+
+
+MIN_K_RATIOS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)  # MUSE's privleak code sweeps these
+
+
+def min_k_plus_plus(stats: Sequence[tuple[float, float, float]], k: float) -> float:
+    """Min-K%++ (Zhang et al. 2024), signed as Min-K% (high for a non-member): minus the mean
+    of the lowest k share of (log p - mu) / sigma, mu and sigma the mean and standard
+    deviation of log p over the vocabulary at that position."""
+    scores = [(lp - mu) / sigma if sigma > 0 else 0.0 for lp, mu, sigma in stats]
+    return min_k_score(scores, k)
+
+
+def mia_scores(
+    stats: Sequence[tuple[float, float, float]],
+    lowercase_logprobs: Sequence[float],
+    text: str,
+) -> dict[str, float]:
+    """Every membership score MUSE's privleak code computes for one text (PPL is its mean
+    token NLL, as there; PPL/lower and PPL/zlib its ratios to the lowercased text's and to the
+    zlib-compressed length), Min-K% for each k, and Min-K%++ at k = 0.4."""
+    import zlib
+
+    logprobs = [lp for lp, _, _ in stats]
+    nll = -mean(logprobs)
+    scores = {
+        "PPL": nll,
+        "PPL/lower": nll / -mean(lowercase_logprobs),
+        "PPL/zlib": nll / len(zlib.compress(text.encode("utf-8"))),
+    }
+    scores.update({f"Min-{round(k * 100)}%": min_k_score(logprobs, k) for k in MIN_K_RATIOS})
+    scores["Min-40%++"] = min_k_plus_plus(stats, 0.4)
+    return scores

@@ -11,8 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from bilevel_unlearning.evaluation.generation import greedy_generate
-from bilevel_unlearning.evaluation.likelihood import labelled_logprobs, text_scoring_example
-from bilevel_unlearning.evaluation.metrics import mean, min_k_score, privleak, privleak_auc
+from bilevel_unlearning.evaluation.likelihood import (
+    labelled_logprobs,
+    labelled_token_stats,
+    text_scoring_example,
+)
+from bilevel_unlearning.evaluation.metrics import (
+    mean,
+    mia_scores,
+    min_k_score,
+    privleak,
+    privleak_auc,
+)
 from bilevel_unlearning.evaluation.rouge import rouge_l
 from bilevel_unlearning.io import read_jsonl
 
@@ -103,6 +113,38 @@ def privleak_scores(
     }
 
 
+def mia_suite(
+    model: Any, tokenizer: Any, data: Path, max_length: int | None, batch_size: int
+) -> dict[str, list[dict[str, float]]]:
+    """MUSE's full set of membership scores for every privleak forget and holdout text."""
+    found = {}
+    for split in ("forget", "holdout"):
+        texts = [r["text"] for r in read_jsonl(data / f"privleak/{split}.jsonl")]
+        examples = [text_scoring_example(tokenizer, t, max_length) for t in texts]
+        lowered = [text_scoring_example(tokenizer, t.lower(), max_length) for t in texts]
+        stats = labelled_token_stats(model, examples, tokenizer.pad_token_id, batch_size)
+        lower = labelled_logprobs(model, lowered, tokenizer.pad_token_id, batch_size)
+        found[split] = [mia_scores(s, lp, t) for s, lp, t in zip(stats, lower, texts, strict=True)]
+    return found
+
+
+def mia_slug(name: str) -> str:
+    """PPL/lower -> ppl_lower, Min-5% -> min_5, Min-40%++ -> min_40_plus_plus."""
+    slug = name.lower().replace("%++", "_plus_plus").replace("%", "").replace("/", "_")
+    return slug.replace("-", "_")
+
+
+def mia_aucs(scores: Mapping[str, list[Mapping[str, float]]]) -> dict[str, float]:
+    """The forget-vs-holdout AUC of each score (MUSE's direction, as PrivLeak's)."""
+    names = scores["forget"][0].keys()
+    return {
+        name: privleak_auc(
+            [x[name] for x in scores["forget"]], [x[name] for x in scores["holdout"]]
+        )
+        for name in names
+    }
+
+
 def evaluate_muse(
     model: Any,
     tokenizer: Any,
@@ -110,6 +152,7 @@ def evaluate_muse(
     settings: Mapping[str, Any],
     auc_retrain: float | None,
     published_auc_retrain: float | None = None,
+    mia_retrain: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Every MUSE metric of one model; auc_retrain None means this model is the oracle.
 
@@ -142,7 +185,21 @@ def evaluate_muse(
             own_auc_retrain=own,
             privleak_own_retrain=privleak(auc, own),
         )
-    return {
-        "metrics": metrics,
-        "items": {**items, "privleak_min_k": mink},
-    }
+    result = {"metrics": metrics, "items": {**items, "privleak_min_k": mink}}
+    if settings.get("mia_suite", True):
+        scores = mia_suite(model, tokenizer, data, settings["privleak_max_length"], batch)
+        aucs = mia_aucs(scores)
+        # the oracle's own AUCs; none from an oracle evaluated without the suite
+        retrain = aucs if auc_retrain is None else (mia_retrain or {})
+        result["mia"] = {
+            name: {
+                "auc": auc,
+                "auc_retrain": retrain.get(name),
+                "privleak": privleak(auc, retrain[name]) if name in retrain else None,
+            }
+            for name, auc in aucs.items()
+        }
+        for name, entry in result["mia"].items():  # the supplementary table reads these
+            metrics[f"privleak_{mia_slug(name)}"] = entry["privleak"]
+        result["items"]["mia_scores"] = scores
+    return result

@@ -106,7 +106,8 @@ def oracle_statistic(benchmark: str, reference: Path | None) -> Any:
     require_file(reference, f"evaluate_{benchmark} (the oracle's row)")
     oracle = read_json(reference, made_by=f"rule evaluate_{benchmark} (the oracle's row)")
     if benchmark.startswith("muse_"):
-        return oracle["metrics"]["privleak_auc"]
+        mia = {name: entry["auc"] for name, entry in oracle.get("mia", {}).items()}
+        return oracle["metrics"]["privleak_auc"], mia or None
     if benchmark == "tofu":
         return [x["truth_ratio"] for x in oracle["items"]["forget"]]
     return None
@@ -140,7 +141,8 @@ def evaluate_step(
             )
         else:
             published = PUBLISHED_AUC_RETRAIN[benchmark] if source == "hub" else None
-            result = evaluate_muse(model, tokenizer, data, settings, oracle, published)
+            auc, mia = oracle if oracle is not None else (None, None)
+            result = evaluate_muse(model, tokenizer, data, settings, auc, published, mia)
     record = {
         "benchmark": benchmark,
         "run": run,

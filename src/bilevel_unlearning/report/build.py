@@ -20,9 +20,13 @@ def _colours(settings: Mapping[str, Any]) -> dict[str, str]:
 
 def build_table(name: str, inputs: Sequence[str], settings: Mapping[str, Any], out: Path) -> None:
     results = tables.load_results(inputs)
-    if name == "table_1_muse":
+    if name in ("table_1_muse", "table_s1_muse_mia"):
         table = tables.muse_table(
-            results, settings["methods"], settings["epochs"], settings.get("method_epochs")
+            results,
+            settings["methods"],
+            settings["epochs"],
+            settings.get("method_epochs"),
+            mia=name == "table_s1_muse_mia",
         )
     elif name == "table_2_wmdp":
         table = tables.wmdp_table(

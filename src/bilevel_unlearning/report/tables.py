@@ -60,6 +60,16 @@ TOFU_COLUMNS = (
     ("forget_Q_A_Prob", "Forget Q-A Prob", "down", 1.0, 3),
     ("forget_Q_A_ROUGE", "Forget Q-A ROUGE", "down", 1.0, 3),
 )
+MIA_COLUMNS = tuple(
+    (f"privleak_{slug}", name, "zero")
+    for name, slug in (
+        ("PPL", "ppl"),
+        ("PPL/lower", "ppl_lower"),
+        ("PPL/zlib", "ppl_zlib"),
+        *((f"Min-{k}%", f"min_{k}") for k in (5, 10, 20, 30, 40, 50, 60)),
+        ("Min-40%++", "min_40_plus_plus"),
+    )
+)
 CORPUS = {"muse_news": "News", "muse_books": "Books"}
 
 
@@ -224,14 +234,16 @@ def muse_table(
     methods: Sequence[str],
     epochs: Mapping[str, int],
     method_epochs: Mapping[str, Mapping[str, int]] | None = None,
+    mia: bool = False,
 ) -> Table:
     """T1: both corpora side by side (those evaluated), Target and Retrain first; a method
-    with its own evaluated epoch (MUSE's Task Vector and SimNPO: the last) reports that one."""
+    with its own evaluated epoch (MUSE's Task Vector and SimNPO: the last) reports that one.
+    mia: the supplementary table S1 instead, the PrivLeak of every membership score."""
     corpora = [b for b in CORPUS if any(key[0] == b for key in results)]
     columns = tuple(
         Column(CORPUS[b], name, head, direction)
         for b in corpora
-        for name, head, direction in MUSE_COLUMNS
+        for name, head, direction in (MIA_COLUMNS if mia else MUSE_COLUMNS)
     )
     groups = {CORPUS[b]: (b, "", epochs[b]) for b in corpora}
     rows, values = _rows_and_values(
@@ -242,15 +254,19 @@ def muse_table(
         {f"{m} epoch {e}" for b in corpora for m, e in (method_epochs or {}).get(b, {}).items()}
     )
     chosen += f"; {', '.join(own)}" if own else ""
-    return Table(
-        "table_1_muse",
-        f"MUSE ({chosen}): VerbMem and KnowMem are ROUGE-L F1 x100; PrivLeak is the Min-K% "
-        "AUC gap to the retrain oracle in %.",
-        columns,
-        rows,
-        frozenset({"target", "retrain"}),
-        values,
-    )
+    if mia:
+        caption = (
+            f"MUSE ({chosen}), supplementary: PrivLeak (%) of each membership score of MUSE's "
+            "privleak code (forget vs holdout AUC against the retrain oracle's); Table 1 "
+            "reports Min-40%."
+        )
+    else:
+        caption = (
+            f"MUSE ({chosen}): VerbMem and KnowMem are ROUGE-L F1 x100; PrivLeak is the "
+            "Min-K% AUC gap to the retrain oracle in %."
+        )
+    name = "table_s1_muse_mia" if mia else "table_1_muse"
+    return Table(name, caption, columns, rows, frozenset({"target", "retrain"}), values)
 
 
 def wmdp_table(
