@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bilevel_unlearning.io import read_jsonl
-from bilevel_unlearning.report.figures import new_figure, save_figure, shared_legend
+from bilevel_unlearning.report.figures import integer_ticks, new_figure, save_figure, shared_legend
 from bilevel_unlearning.report.style import display
 
 PANELS = (
@@ -30,6 +30,7 @@ def plot_geometry(logs: Mapping[str, Path], colours: Mapping[str, str], out: Pat
             ax.set_title(label)
             ax.set_yscale(scale)
             ax.set_xlabel("step")
+            integer_ticks(ax)
     labels = shared_legend(figure, axes)
     save_figure(figure, out)
     return labels

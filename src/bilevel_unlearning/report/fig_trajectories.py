@@ -6,7 +6,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bilevel_unlearning.report.figures import metric_at, new_figure, save_figure, shared_legend
+from bilevel_unlearning.report.figures import (
+    integer_ticks,
+    metric_at,
+    new_figure,
+    save_figure,
+    shared_legend,
+)
 from bilevel_unlearning.report.style import REFERENCE_COLOUR, display
 
 PANELS = {
@@ -41,6 +47,7 @@ def plot_trajectories(
             oracle = metric_at(results, benchmark, "retrain", 0, name)
             ax.axhline(oracle, color=REFERENCE_COLOUR, linestyle=":", label=display("retrain"))
         ax.set_xlabel("epoch")
+        integer_ticks(ax)
         ax.set_xticks([0, *epochs])
         ax.set_title(title)
     labels = shared_legend(figure, axes)

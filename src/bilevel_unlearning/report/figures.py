@@ -28,7 +28,8 @@ def save_figure(figure: Any, stem: Path) -> None:
     for suffix, metadata in ((".pdf", {"CreationDate": None}), (".png", {"Software": None})):
         destination = stem.with_suffix(suffix)
         with atomic_path(destination) as tmp:
-            figure.savefig(tmp, format=suffix[1:], metadata=metadata)
+            # tight: a legend wider than a one-panel figure is kept whole, not clipped
+            figure.savefig(tmp, format=suffix[1:], metadata=metadata, bbox_inches="tight")
     plt.close(figure)
 
 
@@ -38,9 +39,8 @@ def shared_legend(figure: Any, axes: Sequence[Any]) -> list[str]:
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
-    figure.legend(
-        handles.values(), handles.keys(), loc="outside lower center", ncols=min(4, len(handles))
-    )
+    columns = min(len(handles), 2 * len(axes) + 1)  # as many as the panels' width holds
+    figure.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=columns)
     return list(handles)
 
 
@@ -56,3 +56,10 @@ def metric_at(
     if key not in results:
         raise KeyError(f"no evaluation of {row} at epoch {epoch} on {benchmark} among the inputs")
     return float(results[key]["metrics"][name])
+
+
+def integer_ticks(ax: Any) -> None:
+    """Steps and epochs are whole numbers: no 2.5 on their axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
