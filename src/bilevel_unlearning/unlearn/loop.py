@@ -217,12 +217,12 @@ class Unlearner:
             self.accelerator.num_processes,
             self.settings.micro_batch_size,
         )
-        self.model.to(self.device)
-        self.objective.to(self.device)
         trainable = {id(p) for p in self.objective.trainable(self.model)}
-        if self.sharded:
+        if self.sharded:  # shard where the weights were loaded (the CPU): only shards move
             self._shard()
             trainable = {id(p) for p in self.model.parameters() if p.requires_grad}
+        self.model.to(self.device)
+        self.objective.to(self.device)
         self.params = [p for p in self.model.parameters() if id(p) in trainable]
         self.optimizer = torch.optim.AdamW(
             self.params, lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
@@ -249,8 +249,13 @@ class Unlearner:
         )
         self.negation = self.objective.config.get("negation")
         if self.negation is not None:  # Task Vector publishes relative to the starting weights
-            model = self.accelerator.unwrap_model(self.model)
-            self.initial_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if self.sharded:  # gathered in full on the CPU of process 0 (collective)
+                self.initial_weights = sharding.full_state_dict(self.model)
+            else:
+                model = self.accelerator.unwrap_model(self.model)
+                self.initial_weights = {
+                    k: v.detach().clone() for k, v in model.state_dict().items()
+                }
         # real .grad tensors from the start: the rule writes its direction into them
         for parameter in self.params:
             parameter.grad = torch.zeros_like(parameter)
@@ -262,19 +267,12 @@ class Unlearner:
                 "sharded (FSDP) unlearning needs one process per GPU: start the job with "
                 "accelerate launch or torchrun (the workflow's launcher does)"
             )
-        unsupported = self.objective.config.get("negation") is not None or self.objective.reinforced
-        if unsupported:
-            raise NotImplementedError(
-                "Task Vector and WHP keep a second full copy of the weights; run them on one "
-                "process or under DDP (a 7B Task Vector fine-tune fits 4 x 80 GB with DDP "
-                "only with micro-batch 1 and gradient checkpointing)"
-            )
         policy = None
         if self.settings.autocast_dtype is not None:
             policy = sharding.mixed_precision_policy(compute_dtype(self.settings.autocast_dtype))
-        sharding.shard(self.model, policy)
-        if self.objective.reference is not None:
-            sharding.shard(self.objective.reference, policy)
+        for module in (self.model, self.objective.reference, self.objective.reinforced):
+            if module is not None and not sharding.is_sharded(module):
+                sharding.shard(module, policy)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """bf16 compute over fp32 master weights (precision mixed); under FSDP the sharding's

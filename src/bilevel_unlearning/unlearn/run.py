@@ -28,6 +28,7 @@ from bilevel_unlearning.unlearn.data import UnlearnData, muse_data, tofu_data, w
 from bilevel_unlearning.unlearn.loop import LoopSettings, Unlearner
 from bilevel_unlearning.unlearn.losses import FORGET_LOSSES, RETAIN_LOSSES
 from bilevel_unlearning.unlearn.objectives import Objective
+from bilevel_unlearning.unlearn.sharding import shard
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,15 @@ def reinforced_model(
     method: Mapping[str, Any],
     settings: Mapping[str, Any],
     seed: int,
+    sharded: bool = False,
 ) -> torch.nn.Module:
     """WHP's reinforced model: a copy of the target fine-tuned further on the forget set, on the
-    device the target is on (every process trains the same copy from the same seed)."""
+    device the target is on (every process trains the same copy from the same seed; sharded
+    with FSDP2 first when the job shards, so a 7B copy trains within its GPUs)."""
     reinforced = copy.deepcopy(model)
+    if sharded:  # loaded on the CPU: shard there, then each process moves its shard
+        shard(reinforced)
+        reinforced.to(compute_device())
     train_causal_lm(
         reinforced,
         [example for topic in data.forget for example in topic],
@@ -125,7 +131,9 @@ def unlearn_step(
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     device = compute_device(accelerator)
     tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir, master_precision(precision), device)
+    # FSDP: loaded on the CPU and sharded there, so no GPU ever holds the whole model
+    loaded_on = torch.device("cpu") if strategy == "fsdp" else device
+    model = load_model(model_dir, master_precision(precision), loaded_on)
     reference = copy.deepcopy(model) if needs_reference(method) else None
     if reference is not None:  # frozen: held in the compute dtype (bf16 under mixed)
         reference.to(compute_dtype(precision))
@@ -135,7 +143,7 @@ def unlearn_step(
         )
     data = benchmark_data(benchmark, tokenizer, data_dir, settings)
     reinforced = (
-        reinforced_model(model, data, method, settings, seed)
+        reinforced_model(model, data, method, settings, seed, strategy == "fsdp")
         if FORGET_LOSSES[method["forget_loss"]].needs_reinforced
         else None
     )

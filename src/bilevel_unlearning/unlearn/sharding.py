@@ -35,6 +35,12 @@ def shard(model: torch.nn.Module, mixed_precision: Any = None) -> torch.nn.Modul
     return model
 
 
+def is_sharded(module: torch.nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)
+
+
 def mixed_precision_policy(compute_dtype: torch.dtype) -> Any:
     """bf16 compute over fp32 sharded master weights; gradients reduced in fp32."""
     from torch.distributed.fsdp import MixedPrecisionPolicy
