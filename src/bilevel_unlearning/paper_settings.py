@@ -88,6 +88,7 @@ def benchmark_rows(
         values = {k: v for k, v in values.items() if v is not None or k == "clip_norm"}
         if values.get("warmup_epochs") is not None:
             values.pop("warmup_steps")
+        values["gradient_checkpointing"] = bool(run.settings.get("gradient_checkpointing"))
         values["optimizer"] = "AdamW"
         values["precision"] = config["precision"]
         values.update({k: v for k, v in run.params.items() if k not in values})
