@@ -372,6 +372,16 @@ BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
         ["config key 'unlearn.wmdp.forget_lengths.cyber': 600", "max_position_embeddings"],
     ),
     (
+        "override of an undefined method",
+        _set("unlearn.muse_news.method_overrides", {"npo_gdx": {"beta": 0.2}}),
+        ["'unlearn.muse_news.method_overrides.npo_gdx'", "no such method", "npo_gdr"],
+    ),
+    (
+        "override that breaks its method",
+        _set("unlearn.muse_news.method_overrides", {"npo": {"delta": 0.5}}),
+        ["config key 'methods.npo.delta'", "(with unlearn.muse_news.method_overrides.npo)"],
+    ),
+    (
         "mapping replaced by a scalar",
         _set("muse", 5),
         ["config key 'muse': 5 is not allowed: must be a mapping"],

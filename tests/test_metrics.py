@@ -173,7 +173,6 @@ def test_privleak_uses_the_published_retrain_auc_and_keeps_the_own_one_beside(
     assert own["privleak"] == paper["privleak_own_retrain"] and "own_auc_retrain" not in own
 
 
-
 def test_the_mia_suite_agrees_with_privleak_and_needs_the_oracles_aucs(
     tiny_model: Any, tokenizer: Any, data_root: Path
 ) -> None:

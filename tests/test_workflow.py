@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.workflow
 REPORT_JOBS = {
     "sanity_report",
     "table_1_muse",
+    "table_s1_muse_mia",
     "figure_4_trajectories",
     "manifest",
     "compare_expected",
@@ -307,20 +309,48 @@ def test_editing_one_figure_code_reruns_only_that_figure(tiny_run: Path) -> None
     assert "Nothing to be done" in plan.stdout + plan.stderr
 
 
-def test_an_interrupted_unlearning_job_resumes_and_gives_the_same_tables(tiny_run: Path) -> None:
-    """As after a time-limit kill in epoch 2: outputs gone (Snakemake deletes a failed job's
-    outputs), epoch 1's checkpoint kept. The rerun resumes from it and every number is the same."""
+def kill_after_first_checkpoint(workdir: Path, run: Path) -> None:
+    """Start the workflow and kill it (SIGKILL, the whole process group, as a time limit or a
+    node failure does) as soon as the run's first epoch is checkpointed."""
+    import os
+    import signal
+    import time
+
+    command = [*SNAKEMAKE, "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory"]
+    command += [str(workdir), "--configfile", str(REPO / "tests" / "config" / "tiny.yaml")]
+    command += ["--cores", "2"]
+    job = subprocess.Popen(
+        command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    state = run / "checkpoints" / "epoch_1" / "trainer_state.pt"
+    deadline = time.monotonic() + 600
+    while not state.is_file() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert state.is_file(), "the run was not checkpointed before the kill"
+
+
+def test_a_killed_unlearning_job_resumes_after_unlock_and_gives_the_same_tables(
+    tiny_run: Path,
+) -> None:
+    """The README's recovery: after a kill, `snakemake --unlock`, then the same command with
+    --rerun-incomplete (the profiles set it); the job resumes from its last checkpoint and
+    every number is the same."""
     run = tiny_run / "results/muse_news/unlearn/blur_npo"
     table = (tiny_run / "paper_figures/table_1_muse.csv").read_text()
     before = evaluation(tiny_run, "muse_news", "blur_npo", 2)["metrics"]
-    shutil.rmtree(run / "checkpoints/epoch_2")
-    for published in ("epoch_1", "epoch_2"):
-        shutil.rmtree(run / published)
-    (run / "train_log.jsonl").unlink()
-    result = snakemake(tiny_run)
+    shutil.rmtree(run)  # a fresh run of this job, killed after its first epoch
+    kill_after_first_checkpoint(tiny_run, run)
+    refused = snakemake(tiny_run)  # a plain rerun is refused, naming the way out
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and ("--unlock" in said or "--rerun-incomplete" in said)
+    assert snakemake(tiny_run, "--unlock").returncode == 0
+    result = snakemake(tiny_run, "--rerun-incomplete")
     assert result.returncode == 0, result.stderr[-3000:]
     log = (tiny_run / "results/logs/unlearn/muse_news/blur_npo.log").read_text()
-    assert "resumed after epoch 1" in log
+    assert "resumed after epoch" in log
     assert evaluation(tiny_run, "muse_news", "blur_npo", 2)["metrics"] == before
     assert (tiny_run / "paper_figures/table_1_muse.csv").read_text() == table
 
@@ -395,6 +425,8 @@ def test_a_changed_start_model_retrains_from_it(tiny_run: Path, tmp_path: Path) 
     shutil.copyfile(models / "retrain/model.safetensors", staged / "model.safetensors")
     shutil.rmtree(models / "target")
     staged.rename(models / "target")
+    for path in [models / "target", *(models / "target").iterdir()]:
+        os.utime(path)  # written now, as by the rule (copytree kept the old times)
     target = str(run.relative_to(work) / "train_log.jsonl")
     result = snakemake(work, target)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -545,17 +545,18 @@ def method_problems(config: Mapping[str, Any]) -> list[str]:
 
 
 def method_override_problems(config: Mapping[str, Any]) -> list[str]:
-    """unlearn.<benchmark>.method_overrides: of methods the benchmark runs, and the method
-    with its overrides must still be a valid method."""
+    """unlearn.<benchmark>.method_overrides: of defined methods (an override of a method the
+    benchmark does not list is kept for when it does), and the method with its overrides must
+    still be a valid method."""
     problems = []
     methods = _mapping(config.get("methods"))
     for benchmark, entry in _mapping(config.get("unlearn")).items():
-        listed = _mapping(entry).get("methods") or []
         for name, changes in _mapping(_mapping(entry).get("method_overrides")).items():
             path = ["unlearn", benchmark, "method_overrides", name]
-            if name not in listed:
+            if name not in methods:
                 problems.append(
-                    _not_allowed(path, name, f"must be a method of unlearn.{benchmark}.methods")
+                    _not_allowed(path, name, "no such method: define it under `methods`")
+                    + suggestion(name, list(methods))
                 )
             elif isinstance(methods.get(name), Mapping) and isinstance(changes, Mapping):
                 merged = {**methods[name], **changes}
