@@ -10,7 +10,9 @@ if __name__ == "__main__":
     name, out, epochs = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     stop_after = int(sys.argv[4]) if len(sys.argv) > 4 else None
     topics = 2 if "rmu" in name else 1
-    run = unlearner(name, out, topics=topics, epochs=epochs, batch_size=4, sharded=True)
+    method, _, variant = name.partition("+")  # blur_npo+clip: the direction clipped
+    clip = {"clip_norm": 0.01} if variant == "clip" else {}
+    run = unlearner(method, out, topics=topics, epochs=epochs, batch_size=4, sharded=True, **clip)
     assert run.accelerator.num_processes == 2, run.accelerator.state
     if stop_after is not None:  # a job killed right after an epoch's checkpoint
         checkpoint = run._checkpoint

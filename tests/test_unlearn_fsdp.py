@@ -50,13 +50,17 @@ def published(out: Path, epoch: int) -> dict[str, torch.Tensor]:
     return load_file(epoch_folder(out, epoch) / "model.safetensors")
 
 
-@pytest.mark.parametrize("name", ["blur_npo", "npo_gdr", "rmu", "task_vector", "whp"])
+@pytest.mark.parametrize(
+    "name", ["blur_npo", "blur_npo+clip", "npo_gdr", "rmu", "task_vector", "whp"]
+)
 def test_fsdp_over_two_processes_equals_one_process_with_the_global_batch(
     tmp_path: Path, name: str
 ) -> None:
     run_fsdp(name, tmp_path / "fsdp", epochs=2)
-    topics = 2 if name == "rmu" else 1
-    single = unlearner(name, tmp_path / "single", topics=topics, epochs=2, batch_size=4)
+    method, _, variant = name.partition("+")  # +clip: clipped to a norm every step exceeds
+    clip = {"clip_norm": 0.01} if variant == "clip" else {}
+    topics = 2 if method == "rmu" else 1
+    single = unlearner(method, tmp_path / "single", topics=topics, epochs=2, batch_size=4, **clip)
     single.run()
     sharded, one = published(tmp_path / "fsdp", 2), published(tmp_path / "single", 2)
     assert sharded.keys() == one.keys()
