@@ -21,7 +21,9 @@ from bilevel_unlearning.runtime import free_port
 TESTS = Path(__file__).resolve().parent
 
 
-def run_two_processes(out: Path, global_batch: int, forget_examples: int) -> None:
+def run_two_processes(
+    out: Path, global_batch: int, forget_examples: int, overrides: dict | None = None
+) -> None:
     command = [
         sys.executable,
         "-m",
@@ -33,6 +35,7 @@ def run_two_processes(out: Path, global_batch: int, forget_examples: int) -> Non
         str(out),
         str(global_batch),
         str(forget_examples),
+        *([json.dumps(overrides)] if overrides else []),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=TESTS)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -71,3 +74,26 @@ def test_two_ddp_processes_equal_one_process_accumulating_the_same_global_batch(
         assert (entry["processes"], entry["grad_accum"], entry["global_batch"]) == (2, 1, 4)
         for key in ("forget_sq", "retain_sq", "inner", "forget_loss", "retain_loss"):
             assert entry[key] == pytest.approx(record.values[key], rel=1e-4, abs=1e-9), key
+
+
+@pytest.mark.parametrize(
+    "baldro",
+    [{"baldro": "dv", "beta_dv": 0.5}, {"baldro": "group", "sampling_ratio": 0.5}],
+    ids=["dv", "group"],
+)
+def test_baldro_under_ddp_equals_one_process_with_the_same_micro_batches(
+    tmp_path: Path, baldro: dict
+) -> None:
+    """BalDRO reweights within a micro-batch: 2 processes x micro-batch 2 and 1 process
+    accumulating 2 micro-batches of 2 see the same micro-batches, so the same updates. (With
+    another split the result differs: the reweighting is per micro-batch, see baldro.py.)"""
+    run_two_processes(tmp_path / "ddp", 4, 8, baldro)
+    single = unlearner(
+        "blur_npo", tmp_path / "single", epochs=2, batch_size=4, micro_batch_size=2,
+        overrides=baldro,
+    )  # fmt: skip
+    single.run()
+    ddp = load_file(tmp_path / "ddp" / "epoch_2" / "model.safetensors")
+    one = load_file(tmp_path / "single" / "epoch_2" / "model.safetensors")
+    for key, value in one.items():
+        torch.testing.assert_close(ddp[key], value, rtol=1e-5, atol=1e-6)

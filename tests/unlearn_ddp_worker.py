@@ -1,6 +1,7 @@
 """Run by torchrun in the DDP test: BLUR-NPO on the tiny model, the global batch split over the
 processes (no accumulation)."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -8,7 +9,15 @@ from unlearn_fixtures import unlearner
 
 if __name__ == "__main__":
     out, global_batch, examples = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-    run = unlearner("blur_npo", out, epochs=2, batch_size=global_batch, forget_examples=examples)
+    overrides = json.loads(sys.argv[4]) if len(sys.argv) > 4 else None  # e.g. a BalDRO side
+    run = unlearner(
+        "blur_npo",
+        out,
+        epochs=2,
+        batch_size=global_batch,
+        forget_examples=examples,
+        overrides=overrides,
+    )
     assert run.accelerator.num_processes == 2, run.accelerator.state
     assert run.layout.grad_accum == 1, run.layout
     run.run()
