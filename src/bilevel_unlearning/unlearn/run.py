@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from bilevel_unlearning.models.hf import (
+    enable_activation_checkpointing,
     load_model,
     load_tokenizer,
     weight_files,
@@ -138,9 +139,7 @@ def unlearn_step(
     if reference is not None:  # frozen: held in the compute dtype (bf16 under mixed)
         reference.to(compute_dtype(precision))
     if settings.get("gradient_checkpointing"):  # recompute activations in the backward pass
-        model.activation_checkpointing_enable(
-            activation_checkpointing_kwargs={"use_reentrant": False}
-        )
+        enable_activation_checkpointing(model)
     data = benchmark_data(benchmark, tokenizer, data_dir, settings)
     reinforced = (
         reinforced_model(model, data, method, settings, seed, strategy == "fsdp")
