@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from bilevel_unlearning.runtime import batch_layout, compute_device, compute_dtype
+from bilevel_unlearning.runtime import (
+    batch_layout,
+    compute_device,
+    compute_dtype,
+    compute_precision,
+    master_precision,
+)
 
 
 @pytest.mark.parametrize("processes", [1, 2, 4, 8])
@@ -39,5 +45,8 @@ def test_the_cpu_machine_computes_on_the_cpu_in_the_configured_dtype() -> None:
 
     assert compute_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert compute_dtype("bfloat16") is torch.bfloat16
+    assert compute_dtype("mixed") is torch.bfloat16  # evaluation of a mixed-precision run
+    assert compute_precision("mixed") == "bfloat16"  # what lm-eval is told
+    assert master_precision("mixed") == "float32" and master_precision("bfloat16") == "bfloat16"
     with pytest.raises(ValueError, match="precision 'fp8'"):
         compute_dtype("fp8")

@@ -39,14 +39,19 @@ def compute_device(accelerator: Any = None) -> torch.device:
     return torch.device("cpu")
 
 
+def compute_precision(precision: str) -> str:
+    """The name of the compute dtype of a config `precision` (lm-eval's `dtype=`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {list(PRECISIONS)}")
+    return MIXED_COMPUTE if precision == "mixed" else precision
+
+
 def compute_dtype(precision: str) -> torch.dtype:
     """The compute dtype of a config `precision` (float32 on CPUs, bfloat16 or mixed on GPUs):
     what evaluation loads weights in and training computes in."""
     import torch
 
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {list(PRECISIONS)}")
-    return getattr(torch, MIXED_COMPUTE if precision == "mixed" else precision)
+    return getattr(torch, compute_precision(precision))
 
 
 def master_precision(precision: str) -> str:

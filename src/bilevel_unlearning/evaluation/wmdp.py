@@ -15,7 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bilevel_unlearning.runtime import compute_device
+from bilevel_unlearning.runtime import compute_device, compute_precision
 
 
 def task_names(topics: Sequence[str], miniature: bool) -> list[str]:
@@ -47,7 +47,7 @@ def lm_eval_results(
     )
     return simple_evaluate(
         model="hf",
-        model_args=f"pretrained={model_dir},dtype={precision}",
+        model_args=f"pretrained={model_dir},dtype={compute_precision(precision)}",
         tasks=list(tasks),
         task_manager=manager,
         num_fewshot=0,
