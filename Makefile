@@ -7,7 +7,7 @@ CORES ?= 2
 SNAKEMAKE_ARGS ?=
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: reproduce test lint format setup clean slurm-profile gpu-check verify
+.PHONY: reproduce test test-fast lint format setup clean slurm-profile gpu-check verify
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ reproduce: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The inner loop: every test but the Snakemake, SLURM and multi-process runs (marker workflow).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not workflow"
 
 # Read-only: recheck every checksum of paper_figures/MANIFEST.json (tables, figures, result
 # JSONs, model weights); runs no job.

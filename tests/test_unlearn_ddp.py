@@ -20,6 +20,8 @@ from bilevel_unlearning.runtime import free_port
 
 TESTS = Path(__file__).resolve().parent
 
+pytestmark = pytest.mark.workflow  # several processes: not in `make test-fast`
+
 
 def run_two_processes(
     out: Path, global_batch: int, forget_examples: int, overrides: dict | None = None

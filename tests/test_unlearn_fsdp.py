@@ -25,6 +25,8 @@ from bilevel_unlearning.unlearn.loop import checkpoint_folder, epoch_folder
 
 TESTS = Path(__file__).resolve().parent
 
+pytestmark = pytest.mark.workflow  # several processes: not in `make test-fast`
+
 
 def run_fsdp(name: str, out: Path, epochs: int, stop_after: int | None = None) -> int:
     command = [
