@@ -7,16 +7,13 @@ products are those of the global batch and are not summed twice.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from unlearn_fixtures import tiny_model, unlearner
-
-from bilevel_unlearning.runtime import free_port
+from workflow_helpers import run_two_gloo_processes
 
 TESTS = Path(__file__).resolve().parent
 
@@ -26,20 +23,10 @@ pytestmark = pytest.mark.workflow  # several processes: not in `make test-fast`
 def run_two_processes(
     out: Path, global_batch: int, forget_examples: int, overrides: dict | None = None
 ) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={free_port()}",
-        str(TESTS / "unlearn_ddp_worker.py"),
-        str(out),
-        str(global_batch),
-        str(forget_examples),
-        *([json.dumps(overrides)] if overrides else []),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=TESTS)
+    extra = [json.dumps(overrides)] if overrides else []
+    result = run_two_gloo_processes(
+        TESTS / "unlearn_ddp_worker.py", str(out), str(global_batch), str(forget_examples), *extra
+    )
     assert result.returncode == 0, result.stderr[-4000:]
 
 

@@ -11,16 +11,14 @@ elements (WHP: 1 of 2048 by 2.4e-6).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from unlearn_fixtures import tiny_model, unlearner
+from workflow_helpers import run_two_gloo_processes
 
-from bilevel_unlearning.runtime import free_port
 from bilevel_unlearning.unlearn.loop import checkpoint_folder, epoch_folder
 
 TESTS = Path(__file__).resolve().parent
@@ -29,20 +27,8 @@ pytestmark = pytest.mark.workflow  # several processes: not in `make test-fast`
 
 
 def run_fsdp(name: str, out: Path, epochs: int, stop_after: int | None = None) -> int:
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={free_port()}",
-        str(TESTS / "fsdp_worker.py"),
-        name,
-        str(out),
-        str(epochs),
-        *([str(stop_after)] if stop_after is not None else []),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=TESTS)
+    extra = [str(stop_after)] if stop_after is not None else []
+    done = run_two_gloo_processes(TESTS / "fsdp_worker.py", name, str(out), str(epochs), *extra)
     if stop_after is None:
         assert done.returncode == 0, done.stderr[-4000:]
     return done.returncode

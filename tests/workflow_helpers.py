@@ -1,6 +1,11 @@
-"""Reading Snakemake's output in the workflow tests."""
+"""Shared by the workflow and multi-process tests: reading Snakemake's output, starting
+two gloo processes."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 
 def planned_jobs(dry_run_output: str) -> dict[str, int]:
@@ -15,3 +20,24 @@ def planned_jobs(dry_run_output: str) -> dict[str, int]:
         jobs[parts[0]] = int(parts[1])
     jobs.pop("all", None)
     return jobs
+
+
+def run_two_gloo_processes(
+    script: Path, *args: str, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """`script args` under torchrun: 2 CPU processes (gloo) on a free local port."""
+    from bilevel_unlearning.runtime import free_port
+
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        str(script),
+        *args,
+    ]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, cwd=script.parent
+    )

@@ -6,7 +6,7 @@ and equal scoring one example at a time (right padding is masked from attention)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -20,14 +20,13 @@ def text_scoring_example(tokenizer: Any, text: str, max_length: int | None) -> E
     return Example(ids, ids)
 
 
-@torch.no_grad()
-def labelled_logprobs(
-    model: Any, examples: Sequence[Example], pad_id: int, batch_size: int = 16
-) -> list[list[float]]:
-    """For each example, log p(token | prefix) of every labelled token after the first."""
+def _batched_logprobs(
+    model: Any, examples: Sequence[Example], pad_id: int, batch_size: int
+) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """Batches sorted by length: (the examples' indices, log p over the vocabulary at each
+    position (batch, seq - 1, vocab), the next-token labels (batch, seq - 1))."""
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
     device = next(model.parameters()).device
-    scores: list[list[float]] = [[] for _ in examples]
     for first in range(0, len(order), batch_size):
         chunk = order[first : first + batch_size]
         batch = collate([examples[i] for i in chunk], pad_id)
@@ -35,9 +34,22 @@ def labelled_logprobs(
             input_ids=batch["input_ids"].to(device),
             attention_mask=batch["attention_mask"].to(device),
         ).logits.float()
-        labels = batch["labels"][:, 1:].to(device)
-        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-        picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        yield chunk, torch.log_softmax(logits[:, :-1], dim=-1), batch["labels"][:, 1:].to(device)
+
+
+def _picked(logprobs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p of each position's label (batch, seq - 1); positions without one hold garbage."""
+    return logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+
+
+@torch.no_grad()
+def labelled_logprobs(
+    model: Any, examples: Sequence[Example], pad_id: int, batch_size: int = 16
+) -> list[list[float]]:
+    """For each example, log p(token | prefix) of every labelled token after the first."""
+    scores: list[list[float]] = [[] for _ in examples]
+    for chunk, logprobs, labels in _batched_logprobs(model, examples, pad_id, batch_size):
+        picked = _picked(logprobs, labels)
         for row, index in enumerate(chunk):
             keep = labels[row] != IGNORE
             scores[index] = picked[row][keep].double().cpu().tolist()
@@ -50,23 +62,13 @@ def labelled_token_stats(
 ) -> list[list[tuple[float, float, float]]]:
     """For each example, per labelled token: (log p(token), mean and standard deviation of
     log p over the vocabulary under the model's next-token distribution): what Min-K%++
-    standardises a token's log-probability with."""
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
-    device = next(model.parameters()).device
+    standardises a token's log-probability with. Its first entries are labelled_logprobs'."""
     stats: list[list[tuple[float, float, float]]] = [[] for _ in examples]
-    for first in range(0, len(order), batch_size):
-        chunk = order[first : first + batch_size]
-        batch = collate([examples[i] for i in chunk], pad_id)
-        logits = model(
-            input_ids=batch["input_ids"].to(device),
-            attention_mask=batch["attention_mask"].to(device),
-        ).logits.float()
-        labels = batch["labels"][:, 1:].to(device)
-        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+    for chunk, logprobs, labels in _batched_logprobs(model, examples, pad_id, batch_size):
         probs = logprobs.exp()
         mu = (probs * logprobs).sum(-1)
         sigma = ((probs * logprobs.square()).sum(-1) - mu.square()).clamp_min(0).sqrt()
-        picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        picked = _picked(logprobs, labels)
         for row, index in enumerate(chunk):
             keep = labels[row] != IGNORE
             triples = torch.stack([picked[row][keep], mu[row][keep], sigma[row][keep]], dim=-1)

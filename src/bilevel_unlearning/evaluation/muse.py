@@ -82,6 +82,16 @@ def verbmem(
     return rouge_items(truths, outputs)
 
 
+PRIVLEAK_SPLITS = ("forget", "holdout")
+
+
+def privleak_texts(data: Path) -> dict[str, list[str]]:
+    return {
+        split: [r["text"] for r in read_jsonl(data / f"privleak/{split}.jsonl")]
+        for split in PRIVLEAK_SPLITS
+    }
+
+
 def min_k_scores(
     model: Any,
     tokenizer: Any,
@@ -101,31 +111,30 @@ def privleak_scores(
 ) -> dict[str, list[float]]:
     """Min-K% of every privleak forget and holdout text."""
     return {
-        split: min_k_scores(
-            model,
-            tokenizer,
-            [r["text"] for r in read_jsonl(data / f"privleak/{split}.jsonl")],
-            k,
-            max_length,
-            batch_size,
-        )
-        for split in ("forget", "holdout")
+        split: min_k_scores(model, tokenizer, texts, k, max_length, batch_size)
+        for split, texts in privleak_texts(data).items()
     }
 
 
 def mia_suite(
-    model: Any, tokenizer: Any, data: Path, max_length: int | None, batch_size: int
-) -> dict[str, list[dict[str, float]]]:
-    """MUSE's full set of membership scores for every privleak forget and holdout text."""
-    found = {}
-    for split in ("forget", "holdout"):
-        texts = [r["text"] for r in read_jsonl(data / f"privleak/{split}.jsonl")]
-        examples = [text_scoring_example(tokenizer, t, max_length) for t in texts]
-        lowered = [text_scoring_example(tokenizer, t.lower(), max_length) for t in texts]
+    model: Any,
+    tokenizer: Any,
+    texts: Mapping[str, Sequence[str]],
+    max_length: int | None,
+    batch_size: int,
+) -> tuple[dict[str, list[dict[str, float]]], dict[str, list[list[float]]]]:
+    """MUSE's full set of membership scores for every privleak forget and holdout text, and
+    each text's token log-probabilities (Min-K% reads them: one forward pass serves both)."""
+    scores, logprobs = {}, {}
+    for split, split_texts in texts.items():
+        examples = [text_scoring_example(tokenizer, t, max_length) for t in split_texts]
+        lowered = [text_scoring_example(tokenizer, t.lower(), max_length) for t in split_texts]
         stats = labelled_token_stats(model, examples, tokenizer.pad_token_id, batch_size)
         lower = labelled_logprobs(model, lowered, tokenizer.pad_token_id, batch_size)
-        found[split] = [mia_scores(s, lp, t) for s, lp, t in zip(stats, lower, texts, strict=True)]
-    return found
+        triples = zip(stats, lower, split_texts, strict=True)
+        scores[split] = [mia_scores(st, lp, t) for st, lp, t in triples]
+        logprobs[split] = [[lp for lp, _, _ in st] for st in stats]
+    return scores, logprobs
 
 
 def mia_slug(name: str) -> str:
@@ -171,9 +180,9 @@ def evaluate_muse(
             for split in ("forget", "retain")
         },
     }
-    mink = privleak_scores(
-        model, tokenizer, data, settings["privleak_k"], settings["privleak_max_length"], batch
-    )
+    k, max_length = settings["privleak_k"], settings["privleak_max_length"]
+    mia, logprobs = mia_suite(model, tokenizer, privleak_texts(data), max_length, batch)
+    mink = {split: [min_k_score(lp, k) for lp in logprobs[split]] for split in logprobs}
     auc = privleak_auc(mink["forget"], mink["holdout"])
     own = auc if auc_retrain is None else auc_retrain
     reference = own if published_auc_retrain is None else published_auc_retrain
@@ -186,20 +195,18 @@ def evaluate_muse(
             privleak_own_retrain=privleak(auc, own),
         )
     result = {"metrics": metrics, "items": {**items, "privleak_min_k": mink}}
-    if settings.get("mia_suite", True):
-        scores = mia_suite(model, tokenizer, data, settings["privleak_max_length"], batch)
-        aucs = mia_aucs(scores)
-        # the oracle's own AUCs; none from an oracle evaluated without the suite
-        retrain = aucs if auc_retrain is None else (mia_retrain or {})
-        result["mia"] = {
-            name: {
-                "auc": auc,
-                "auc_retrain": retrain.get(name),
-                "privleak": privleak(auc, retrain[name]) if name in retrain else None,
-            }
-            for name, auc in aucs.items()
+    aucs = mia_aucs(mia)
+    # the oracle's own AUCs; none from an oracle evaluated without the suite
+    retrain = aucs if auc_retrain is None else (mia_retrain or {})
+    result["mia"] = {
+        name: {
+            "auc": mia_auc,
+            "auc_retrain": retrain.get(name),
+            "privleak": privleak(mia_auc, retrain[name]) if name in retrain else None,
         }
-        for name, entry in result["mia"].items():  # the supplementary table reads these
-            metrics[f"privleak_{mia_slug(name)}"] = entry["privleak"]
-        result["items"]["mia_scores"] = scores
+        for name, mia_auc in aucs.items()
+    }
+    for name, entry in result["mia"].items():  # the supplementary table reads these
+        metrics[f"privleak_{mia_slug(name)}"] = entry["privleak"]
+    result["items"]["mia_scores"] = mia
     return result
