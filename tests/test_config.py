@@ -626,3 +626,44 @@ def test_bad_hub_config_is_rejected_with_a_useful_message(
     message = problems_of(config, schema_path)
     for fragment in fragments:
         assert fragment in message
+
+
+def test_the_paper_attacks_nothing_and_its_robustness_overlay_validates(
+    paper_config: dict, schema_path: Path
+) -> None:
+    from snakemake.utils import update_config
+
+    from bilevel_unlearning.runs import attack_names, attacked_benchmarks
+
+    assert attacked_benchmarks(paper_config) == []
+    config = copy.deepcopy(paper_config)
+    overlay = yaml.safe_load((REPO / "config" / "paper_robustness.yaml").read_text())
+    update_config(config, overlay)
+    config = validate_config(config, schema_path)
+    assert attacked_benchmarks(config) == ["muse_news", "wmdp", "tofu"]
+    relearn_muse = ["relearn_s100", "relearn_s125", "relearn_s150"]
+    assert attack_names(config, "muse_news") == [*relearn_muse, "quantize_int4", "quantize_int8"]
+    assert attack_names(config, "wmdp") == ["relearn_s15", "quantize_int4", "quantize_int8"]
+
+
+@pytest.mark.parametrize(
+    ("robustness", "message"),
+    [
+        ({"benchmarks": {"tofu": {"methods": ["rmu"]}}}, "only a method that unlearn.tofu"),
+        ({"benchmarks": {"tofu": {"splits": ["forget01"]}}}, "not a configured split"),
+        ({"quantize": {"bits": [5], "group_size": 32}}, "bits"),
+        (
+            {"relearn": {"steps": [0], "learning_rate": 1, "batch_size": 1, "max_length": 8}},
+            "steps",
+        ),
+    ],
+)
+def test_bad_robustness_config_names_the_key(
+    default_config: dict, schema_path: Path, robustness: dict, message: str
+) -> None:
+    from snakemake.utils import update_config
+
+    config = copy.deepcopy(default_config)
+    update_config(config, {"robustness": robustness})
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config, schema_path)

@@ -85,9 +85,9 @@ def test_wmdp_table_notes_a_left_out_topic() -> None:
 
 
 def test_tofu_quality_in_scientific_notation() -> None:
-    column = tables.Column("forget05", "forget_quality", "Forget quality", "up", 1.0, 3)
-    assert tables.formatted(2.96e-13, column) == "2.96e-13"
-    assert tables.formatted(0.14, column) == "0.140"
+    assert tables.formatted(2.96e-13, 1.0, 3) == "2.96e-13"
+    assert tables.formatted(0.14, 1.0, 3) == "0.140"
+    assert tables.formatted(0.25, 100.0, 1) == "25.0"
 
 
 def is_png(path: Path) -> bool:
@@ -173,3 +173,81 @@ def test_missing_result_names_what_is_missing(muse_results: dict, tmp_path: Path
     colours = method_colours(["npo_gdr", "blur_npo"])
     with pytest.raises(KeyError, match=r"npo_gdr-gamma0\.5 at epoch 1"):
         plot_gamma(muse_results, "muse_news", 1, SWEEP, colours, tmp_path / "f2")
+
+
+def attacked(row: str, epoch: int, attack: str, metrics: dict, benchmark: str) -> dict:
+    return {
+        "benchmark": benchmark,
+        "run": row,
+        "epoch": epoch,
+        "attack": attack,
+        "metrics": metrics,
+    }
+
+
+@pytest.fixture
+def robustness_results() -> dict:
+    """WMDP bio accuracy after relearning 4 steps rises from 0.30 (original: 0.60)."""
+    values = {
+        ("original", 0): {"none": 0.60, "relearn_s4": 0.70, "quantize_int4": 0.58},
+        ("rmu", 2): {"none": 0.30, "relearn_s4": 0.55, "quantize_int4": 0.40},
+    }
+    results = {}
+    for (row, epoch), by_attack in values.items():
+        for attack, bio in by_attack.items():
+            metrics = {"wmdp_bio_acc": bio, "mmlu_acc": 0.5}
+            results[("wmdp", row, epoch, attack)] = attacked(row, epoch, attack, metrics, "wmdp")
+    return results
+
+
+def test_robustness_table_reports_what_each_attack_recovered(robustness_results: dict) -> None:
+    rows = {"wmdp": [("original", 0), ("rmu", 2)]}
+    table = tables.robustness_table(
+        robustness_results, rows, ["relearn_s4", "quantize_int4"], ["bio"], {"wmdp": ["original"]}
+    )
+    parsed = list(csv.DictReader(io.StringIO(tables.to_csv(table))))
+    header = ["row", "none", "relearn_s4", "recovered:relearn_s4", "quantize_int4"]
+    assert list(parsed[0])[:5] == header
+    rmu = {r["row"]: r for r in parsed}["wmdp:rmu:wmdp_bio_acc"]
+    assert float(rmu["recovered:relearn_s4"]) == pytest.approx(0.25)
+    assert float(rmu["recovered:quantize_int4"]) == pytest.approx(0.10)
+    markdown = tables.to_markdown(table)
+    # x100 as in T2, no best marks across rows of different metrics, references in italics
+    assert "| WMDP · RMU · WMDP-Bio ↓ | 30.0 | 55.0 | 25.0 | 40.0 | 10.0 |" in markdown
+    assert "| *WMDP · Original · MMLU ↑* | 50.0 | 50.0 | 0.0 | 50.0 | 0.0 |" in markdown
+    assert "**" not in markdown.split("\n", 1)[1]
+    assert "Relearn 4 steps" in tables.to_latex(table)
+
+
+def test_plain_tables_ignore_attacked_results(robustness_results: dict, tmp_path: Path) -> None:
+    paths = []
+    for index, record in enumerate(robustness_results.values()):
+        paths.append(tmp_path / f"{index}.json")
+        paths[-1].write_text(json.dumps(record))
+    plain = tables.load_results(paths)
+    assert set(plain) == {("wmdp", "original", 0), ("wmdp", "rmu", 2)}
+    assert plain[("wmdp", "rmu", 2)]["metrics"]["wmdp_bio_acc"] == 0.30
+    assert len(tables.load_all_results(paths)) == 6
+
+
+def test_relearning_figure(robustness_results: dict, tmp_path: Path) -> None:
+    from bilevel_unlearning.report.fig_relearning import plot_relearning
+
+    rows = {"wmdp": [("original", 0), ("rmu", 2)]}
+    colours = method_colours(["rmu"])
+    labels = plot_relearning(
+        robustness_results,
+        rows,
+        {"wmdp": ["original"]},
+        {"wmdp": [4]},
+        ["bio"],
+        colours,
+        tmp_path / "f5",
+    )
+    assert labels == ["Original", "RMU"]
+    check_outputs(tmp_path / "f5")
+    del robustness_results[("wmdp", "rmu", 2, "relearn_s4")]
+    with pytest.raises(KeyError, match=r"rmu \(relearn_s4\) at epoch 2"):
+        plot_relearning(
+            robustness_results, rows, {"wmdp": []}, {"wmdp": [4]}, ["bio"], colours, tmp_path / "f5"
+        )

@@ -9,12 +9,18 @@ import pytest
 import yaml
 
 from bilevel_unlearning.runs import (
+    attack_names,
+    attack_settings,
+    attacked_benchmarks,
+    attacked_evaluations,
+    attacked_rows,
     evaluation_settings,
     evaluations,
     oracle_row,
     reference_models,
     run_name,
     sweep_points,
+    table_epoch,
     unlearn_runs,
 )
 
@@ -163,3 +169,45 @@ def test_paper_wmdp_stops_after_the_authors_150_batches_at_seed_42(paper: dict) 
     assert (params["alpha"], params["steering_coefficient"]) == (800.0, 6.5)
     assert (loop.max_steps_per_epoch, loop.batch_size, loop.seed) == (150, 4, 42)
     assert paper["muse"]["privleak_max_length"] is None  # MUSE never truncates Min-K% texts
+
+
+def test_attacks_are_named_by_their_size(config: dict) -> None:
+    assert attack_names(config) == ["relearn_s8", "quantize_int4"]
+    assert attacked_benchmarks(config) == ["muse_news", "tofu", "wmdp"]
+    none = {**config, "robustness": None}
+    assert attack_names(none) == [] and attacked_benchmarks(none) == []
+
+
+def test_attacked_rows_are_the_table_rows_at_their_table_epoch(config: dict) -> None:
+    changed = copy.deepcopy(config)
+    changed["evaluate"]["muse_news"]["method_table_epochs"] = {"npo": 1}
+    rows = attacked_rows(changed, "muse_news")
+    assert rows[:2] == [("target", 0), ("retrain", 0)]
+    assert ("npo", 1) in rows and ("ga", 2) in rows
+    assert table_epoch(changed, "muse_news", "npo") == 1
+    assert table_epoch(changed, "muse_news", "ga") == 2 == table_epoch(changed, "muse_news")
+    assert not any("gamma" in row for row, _ in rows)  # never the sweep points
+    tofu = attacked_rows(config, "tofu")
+    assert tofu == [
+        ("full-forget05", 0),
+        ("retain-forget05", 0),
+        ("ga-forget05", 2),
+        ("npo-forget05", 2),
+        ("blur_npo-forget05", 2),
+    ]
+    no_references = copy.deepcopy(config)
+    no_references["robustness"]["benchmarks"]["wmdp"] = {"references": False}
+    assert attacked_rows(no_references, "wmdp") == [("rmu", 2), ("blur_rmu", 2)]
+    every = attacked_evaluations(config, "wmdp")
+    assert len(every) == 3 * 2 and ("original", "quantize_int4", 0) in every
+
+
+def test_attack_settings_merge_the_benchmark_recipe_over_the_shared_one(config: dict) -> None:
+    settings = attack_settings(config, "tofu", "relearn_s8", "npo-forget05")
+    assert settings["kind"] == "relearn" and settings["steps"] == 8
+    assert settings["max_length"] == 64  # tofu's own
+    assert settings["learning_rate"] == config["robustness"]["relearn"]["learning_rate"]
+    assert settings["forget_split"] == "forget05"
+    assert attack_settings(config, "wmdp", "relearn_s8", "rmu")["topics"] == ["bio", "cyber"]
+    quantize = attack_settings(config, "muse_news", "quantize_int4", "npo")
+    assert quantize == {"kind": "quantize", "bits": 4, "group_size": 32, "backend": "rtn"}

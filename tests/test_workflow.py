@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from workflow_helpers import planned_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TINY = REPO / "tests" / "config" / "tiny.yaml"
 
 pytestmark = pytest.mark.workflow
 # jobs that gather every result: planned again whenever any result changes
@@ -27,7 +29,9 @@ REPORT_JOBS = {
     "sanity_report",
     "table_1_muse",
     "table_s1_muse_mia",
+    "table_4_robustness",
     "figure_4_trajectories",
+    "figure_5_relearning",
     "manifest",
     "compare_expected",
 }
@@ -44,7 +48,7 @@ def snakemake(
         "--directory",
         str(workdir),
         "--configfile",
-        str(REPO / "tests" / "config" / "tiny.yaml"),
+        str(TINY),
         *map(str, overrides),
         "--cores",
         "2",
@@ -124,10 +128,12 @@ def plan_with_override(workdir: Path, name: str, yaml_text: str) -> dict[str, in
 
 
 def test_changed_setting_reruns_only_dependent_jobs(tiny_run: Path) -> None:
-    """Changing the TOFU generation length reruns TOFU's probes, evaluations and table only."""
+    """Changing the TOFU generation length reruns TOFU's probes, evaluations and table only
+    (the attacked models' evaluations too, but not the attacks)."""
     plan = plan_with_override(tiny_run, "override.yaml", "tofu:\n  generation_max_new_tokens: 20\n")
-    # full and retain oracle of forget10 at epoch 0, ga_gdr-forget10 at epoch 2
-    assert plan.pop("evaluate_tofu") == 3
+    # full and retain oracle of forget10 at epoch 0, ga_gdr-forget10 at epoch 2: each as it is
+    # and after relearn_s8 and quantize_int4
+    assert plan.pop("evaluate_tofu") == 3 * 3
     assert plan.pop("sanity_tofu") == 1
     assert plan.pop("table_3_tofu") == 1
     assert set(plan) <= REPORT_JOBS
@@ -156,15 +162,16 @@ def test_unlearning_stage_writes_every_epoch_and_its_log(tiny_run: Path) -> None
 
 
 def test_adding_a_method_plans_only_its_own_jobs(tiny_run: Path) -> None:
-    more = "unlearn:\n  muse_news:\n    methods: [npo_gdr, blur_npo, ga]\n"
+    methods = yaml.safe_load(TINY.read_text())["unlearn"]["muse_news"]["methods"]
+    more = f"unlearn:\n  muse_news:\n    methods: [{', '.join(methods)}, ga_gdr]\n"
     plan = plan_with_override(tiny_run, "more_methods.yaml", more)
     assert plan.pop("unlearn_muse_news") == 1
     assert plan.pop("evaluate_muse_news") == 2  # its two evaluated epochs
     assert set(plan) <= REPORT_JOBS
 
 
-def evaluation(workdir: Path, benchmark: str, row: str, epoch: int) -> dict:
-    path = workdir / "results" / benchmark / "eval" / row / f"epoch_{epoch}.json"
+def evaluation(workdir: Path, benchmark: str, row: str, epoch: int, attack: str = "none") -> dict:
+    path = workdir / "results" / benchmark / "eval" / row / attack / f"epoch_{epoch}.json"
     return json.loads(path.read_text())
 
 
@@ -225,6 +232,75 @@ def test_evaluations_record_provenance(tiny_run: Path) -> None:
     assert provenance["precision"] == "float32" and provenance["seed"] == 0
 
 
+ATTACKS = ("none", "relearn_s8", "quantize_int4")
+
+
+def test_relearning_brings_back_what_ga_and_npo_removed(tiny_run: Path) -> None:
+    """The attack is strong enough to be a test: a few steps on a sample of the forget corpus
+    bring KnowMem back far above the unattacked model and above what the same steps teach
+    the oracle, which never saw the data."""
+    recovered = {}
+    for row in ("ga", "npo", "retrain"):
+        epoch = 0 if row == "retrain" else 2
+        plain = evaluation(tiny_run, "muse_news", row, epoch)["metrics"]
+        attacked = evaluation(tiny_run, "muse_news", row, epoch, "relearn_s8")["metrics"]
+        recovered[row] = attacked["knowmem_forget"] - plain["knowmem_forget"]
+    assert recovered["ga"] > 10 and recovered["npo"] > 10
+    assert min(recovered["ga"], recovered["npo"]) > recovered["retrain"]
+    tofu = [evaluation(tiny_run, "tofu", "ga_gdr-forget10", 2, a)["metrics"] for a in ATTACKS]
+    assert tofu[1]["forget_Q_A_Prob"] > tofu[0]["forget_Q_A_Prob"] + 0.2
+    # the attacked oracle's PrivLeak is read against the oracle itself, unattacked
+    oracle = evaluation(tiny_run, "muse_news", "retrain", 0)["metrics"]
+    relearned = evaluation(tiny_run, "muse_news", "retrain", 0, "relearn_s8")["metrics"]
+    assert relearned["auc_retrain"] == oracle["privleak_auc"]
+
+
+def test_attacked_models_record_their_source_and_are_quantized(tiny_run: Path) -> None:
+    from safetensors.torch import load_file
+
+    from bilevel_unlearning.io import sha256_file
+
+    results = tiny_run / "results" / "muse_news"
+    unlearned = results / "unlearn" / "npo" / "epoch_2" / "model.safetensors"
+    for attack in ATTACKS[1:]:
+        folder = results / "attack" / "npo" / attack / "epoch_2"
+        provenance = json.loads((folder / "provenance.json").read_text())
+        assert provenance["attacked_sha256"]["model.safetensors"] == sha256_file(unlearned)
+        assert provenance["settings"]["kind"] == attack.split("_")[0]
+    weights = load_file(
+        results / "attack" / "npo" / "quantize_int4" / "epoch_2" / "model.safetensors"
+    )
+    q_proj = weights["model.layers.0.self_attn.q_proj.weight"]
+    for group in q_proj.reshape(-1, 32):
+        assert len(torch.unique(group)) <= 16
+    assert torch.equal(weights["lm_head.weight"], load_file(unlearned)["lm_head.weight"])
+    record = evaluation(tiny_run, "muse_news", "npo", 2, "quantize_int4")
+    assert record["attack"] == "quantize_int4"
+    assert record["provenance"]["model"].endswith("attack/npo/quantize_int4/epoch_2")
+
+
+def test_robustness_table_equals_the_result_jsons(tiny_run: Path) -> None:
+    from bilevel_unlearning.report.manifest import read_table_csv
+
+    table = read_table_csv(tiny_run / "paper_figures/table_4_robustness.csv")
+    plain, attacked = (
+        evaluation(tiny_run, "wmdp", "rmu", 2, a)["metrics"]["wmdp_bio_acc"]
+        for a in ("none", "relearn_s8")
+    )
+    assert table[("wmdp:rmu:wmdp_bio_acc", "none")] == plain
+    assert table[("wmdp:rmu:wmdp_bio_acc", "recovered:relearn_s8")] == attacked - plain
+
+
+def test_both_baldro_forms_unlearn_end_to_end(tiny_run: Path) -> None:
+    from bilevel_unlearning.report.manifest import read_table_csv
+
+    table = read_table_csv(tiny_run / "paper_figures/table_1_muse.csv")
+    target = table[("target", "News:knowmem_forget")]
+    for row, plain in (("baldro_g_npo", "npo_gdr"), ("blur_npo_baldro_dv", "blur_npo")):
+        assert table[(row, "News:knowmem_forget")] < target - 30
+        assert table[(row, "News:knowmem_forget")] != table[(plain, "News:knowmem_forget")]
+
+
 PAPER = (
     "table_1_muse",
     "table_2_wmdp",
@@ -233,6 +309,8 @@ PAPER = (
     "figure_2_gamma",
     "figure_3_tradeoff",
     "figure_4_trajectories",
+    "table_4_robustness",
+    "figure_5_relearning",
 )
 
 

@@ -96,6 +96,23 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         args.seed,
         args.precision,
         args.source,
+        args.attack,
+    )
+
+
+def cmd_attack(args: argparse.Namespace) -> None:
+    from bilevel_unlearning.attack.run import attack_step
+
+    _set_threads(args.threads)
+    attack_step(
+        benchmark=args.benchmark,
+        attack=args.attack,
+        model_dir=Path(args.model),
+        data=Path(args.data),
+        out=Path(args.out),
+        settings=args.settings,
+        seed=args.seed,
+        precision=args.precision,
     )
 
 
@@ -312,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="the benchmark's data folder")
     p.add_argument("--settings", type=_json, required=True)
     p.add_argument("--reference", help="the oracle's evaluation JSON (absent for the oracle)")
+    p.add_argument("--attack", default="none", help="the attack the model went through, if any")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--precision", default="float32")
     p.add_argument("--source", choices=["miniature", "hub"], default="miniature")
@@ -319,10 +337,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("attack", help="attack one model (relearning, quantization) into a folder")
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--attack", required=True, help="relearn_s<N> or quantize_int<b>")
+    p.add_argument("--model", required=True, help="the HF model folder attacked")
+    p.add_argument("--data", required=True, help="the benchmark's data folder")
+    p.add_argument("--settings", type=_json, required=True, help="runs.attack_settings")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--precision", default="float32")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_attack)
+
     p = sub.add_parser("report", help="one table or figure of paper_figures/ from result files")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--table", help="table_1_muse, table_2_wmdp or table_3_tofu")
-    which.add_argument("--figure", help="figure_1_geometry ... figure_4_trajectories")
+    which.add_argument("--table", help="table_1_muse ... table_4_robustness, table_s1_muse_mia")
+    which.add_argument("--figure", help="figure_1_geometry ... figure_5_relearning")
     p.add_argument("--inputs", nargs="+", required=True, help="evaluation JSONs or step logs")
     p.add_argument("--settings", type=_json, required=True)
     p.add_argument("--out", required=True, help="output path without suffix")

@@ -377,6 +377,7 @@ def cross_field_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -
         *benchmark_coverage_problems(config, known),
         *method_reference_problems(config),
         *sweep_problems(config),
+        *robustness_problems(config),
         *evaluate_epoch_problems(config),
         *figure_problems(config),
         *method_problems(config),
@@ -458,6 +459,44 @@ def sweep_problems(config: Mapping[str, Any]) -> list[str]:
                         "alpha); sweep a method such as npo_gdr or blur_npo",
                     )
                 )
+    return problems
+
+
+def robustness_problems(config: Mapping[str, Any]) -> list[str]:
+    """An attacked method must be one its benchmark runs; an attacked TOFU split a configured
+    one; a benchmark's relearn overrides need a shared `relearn` recipe to override."""
+    robustness = _mapping(config.get("robustness"))
+    unlearn = _mapping(config.get("unlearn"))
+    problems = []
+    for benchmark, entry in _mapping(robustness.get("benchmarks")).items():
+        entry = _mapping(entry)
+        path = ["robustness", "benchmarks", benchmark]
+        runs = list(_mapping(unlearn.get(benchmark)).get("methods") or [])
+        for index, name in _items(entry.get("methods")):
+            if name not in runs:
+                problems.append(
+                    _not_allowed(
+                        [*path, "methods", index],
+                        name,
+                        f"only a method that unlearn.{benchmark}.methods runs can be attacked "
+                        f"({', '.join(runs) or 'none'})",
+                    )
+                )
+        splits = list(_mapping(config.get("tofu")).get("forget_splits") or [])
+        for index, split in _items(entry.get("splits")):
+            if benchmark == "tofu" and split not in splits:
+                problems.append(
+                    _not_allowed(
+                        [*path, "splits", index],
+                        split,
+                        f"not a configured split (tofu.forget_splits: {', '.join(splits)})",
+                    )
+                )
+        if "relearn" in entry and not robustness.get("relearn"):
+            problems.append(
+                f"config key '{key_path([*path, 'relearn'])}' overrides a relearning recipe, "
+                "but 'robustness.relearn' (steps, learning_rate, ...) is not set"
+            )
     return problems
 
 

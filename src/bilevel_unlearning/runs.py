@@ -168,3 +168,91 @@ def evaluation_settings(config: Mapping[str, Any], benchmark: str, row: str) -> 
         settings.pop("forget_splits")
         settings["forget_split"] = row_split(benchmark, row)
     return settings
+
+
+# ------------------------------------------------------------------ tables and attacks
+
+
+def table_epoch(config: Mapping[str, Any], benchmark: str, method: str | None = None) -> int:
+    """The checkpoint a table row uses: the method's own (method_table_epochs), else the
+    benchmark's table_epoch, else the last evaluated epoch."""
+    entry = config["evaluate"][benchmark]
+    default = entry.get("table_epoch", max(entry["epochs"]))
+    return entry.get("method_table_epochs", {}).get(method, default)
+
+
+NO_ATTACK = "none"
+
+
+def attack_names(config: Mapping[str, Any], benchmark: str | None = None) -> list[str]:
+    """relearn_s{N} for each relearning length (the benchmark's own `relearn.steps` if it sets
+    them), quantize_int{b} for each bit width; without a benchmark, every benchmark's."""
+    robustness = config.get("robustness") or {}
+    if benchmark is None:
+        names = [a for b in attacked_benchmarks(config) for a in attack_names(config, b)]
+        return list(dict.fromkeys(names))
+    relearn = {
+        **(robustness.get("relearn") or {}),
+        **_attack_entry(config, benchmark).get("relearn", {}),
+    }
+    names = [f"relearn_s{n}" for n in relearn.get("steps", []) if robustness.get("relearn")]
+    names += [f"quantize_int{b}" for b in (robustness.get("quantize") or {}).get("bits", [])]
+    return names
+
+
+def _attack_entry(config: Mapping[str, Any], benchmark: str) -> Mapping[str, Any]:
+    return ((config.get("robustness") or {}).get("benchmarks") or {}).get(benchmark) or {}
+
+
+def attacked_benchmarks(config: Mapping[str, Any]) -> list[str]:
+    """The configured benchmarks whose rows are attacked (none without an attack)."""
+    robustness = config.get("robustness") or {}
+    if not (robustness.get("relearn") or robustness.get("quantize")):
+        return []
+    return [b for b in robustness.get("benchmarks") or {} if b in config["benchmarks"]]
+
+
+def attacked_rows(config: Mapping[str, Any], benchmark: str) -> list[tuple[str, int]]:
+    """(row, epoch) of every attacked model: the reference rows at 0 (unless `references` is
+    false) and each listed method (default the benchmark's own) at its table epoch; on TOFU
+    only the chosen forget splits (default all). Never the sweep points."""
+    entry = _attack_entry(config, benchmark)
+    splits = entry.get("splits") or _splits(config, benchmark)
+    references = reference_models(config, benchmark) if entry.get("references", True) else {}
+    rows = [
+        (ref, 0) for ref in references if benchmark != "tofu" or row_split(benchmark, ref) in splits
+    ]
+    for method in entry.get("methods") or config["unlearn"][benchmark]["methods"]:
+        for split in splits:
+            rows.append((run_name(method, split=split), table_epoch(config, benchmark, method)))
+    return rows
+
+
+def attacked_evaluations(config: Mapping[str, Any], benchmark: str) -> list[tuple[str, str, int]]:
+    """(row, attack, epoch) of every evaluation of an attacked model."""
+    return [
+        (row, attack, epoch)
+        for row, epoch in attacked_rows(config, benchmark)
+        for attack in attack_names(config, benchmark)
+    ]
+
+
+def attack_settings(
+    config: Mapping[str, Any], benchmark: str, attack: str, row: str
+) -> dict[str, Any]:
+    """What an attack job reads: its kind and recipe (the benchmark's relearn overrides merged
+    over the shared ones), and for relearning what selects the forget data (TOFU's split and
+    chat format, WMDP's topics)."""
+    robustness = config["robustness"]
+    kind, _, size = attack.partition("_")
+    if kind == "quantize":
+        recipe = {k: v for k, v in robustness["quantize"].items() if k != "bits"}
+        return {"kind": kind, **recipe, "bits": int(size.removeprefix("int"))}
+    overrides = _attack_entry(config, benchmark).get("relearn", {})
+    recipe = {k: v for k, v in {**robustness["relearn"], **overrides}.items() if k != "steps"}
+    settings = {"kind": kind, **recipe, "steps": int(size.removeprefix("s"))}
+    if benchmark == "tofu":
+        settings.update(forget_split=row_split(benchmark, row), **chat_settings(config))
+    if benchmark == "wmdp":
+        settings["topics"] = list(config["wmdp"]["topics"])
+    return settings

@@ -21,7 +21,14 @@ from bilevel_unlearning.data.miniature import LM_EVAL_TASKS
 from bilevel_unlearning.models.recipes import model_roles, role_sources
 from bilevel_unlearning.runtime import parallel_strategy
 from bilevel_unlearning.runs import (
+    NO_ATTACK,
+    ORACLE_ROLE,
     START_ROLE,
+    attack_names,
+    attack_settings,
+    attacked_benchmarks,
+    attacked_evaluations,
+    attacked_rows,
     chat_settings,
     evaluation_settings,
     evaluations,
@@ -31,6 +38,7 @@ from bilevel_unlearning.runs import (
     sweep_points,
     unlearn_runs,
 )
+from bilevel_unlearning.runs import table_epoch as _table_epoch
 
 # config/config.yaml and every --configfile, read again by the project's loader (duplicate
 # keys), then the merged config against the schema and the cross-field rules
@@ -45,6 +53,9 @@ SEED = config["seed"]
 MINIATURE = config["source"] == "miniature"
 HUB = {} if MINIATURE else config["hub"]
 WMDP_TOPICS = config["wmdp"]["topics"]
+# robustness: the attacks (relearn_s<N>, quantize_int<b>) and the benchmarks they apply to
+ATTACKS = attack_names(config)
+ATTACKED = attacked_benchmarks(config)
 ENV = "../../envs/bilevel-unlearning.yaml"
 # Jobs run `python -m bilevel_unlearning.cli`: the interpreter Snakemake runs in (the project's
 # .venv) comes first on PATH, unless --sdm conda activates the rule's environment in front of it.
@@ -141,8 +152,11 @@ def start_model(benchmark):
     return f"{RESULTS}/{benchmark}/models/{START_ROLE[family(benchmark)]}"
 
 
-def evaluated_model(benchmark, row, epoch):
-    """The folder a row's evaluation reads: a reference model, or a run's epoch checkpoint."""
+def evaluated_model(benchmark, row, epoch, attack=NO_ATTACK):
+    """The folder a row's evaluation reads: a reference model, or a run's epoch checkpoint;
+    after an attack, the attacked copy of it (attack.smk)."""
+    if attack != NO_ATTACK:
+        return attacked_model(benchmark, row, attack, epoch)
     if int(epoch) == 0:
         return (
             f"{RESULTS}/{benchmark}/models/{reference_models(config, benchmark)[row]}"
@@ -150,12 +164,33 @@ def evaluated_model(benchmark, row, epoch):
     return f"{RESULTS}/{benchmark}/unlearn/{row}/epoch_{epoch}"
 
 
-def eval_file(benchmark, row, epoch):
-    return f"{RESULTS}/{benchmark}/eval/{row}/epoch_{epoch}.json"
+def attacked_model(benchmark, row, attack, epoch):
+    return f"{RESULTS}/{benchmark}/attack/{row}/{attack}/epoch_{epoch}"
+
+
+def eval_file(benchmark, row, epoch, attack=NO_ATTACK):
+    return f"{RESULTS}/{benchmark}/eval/{row}/{attack}/epoch_{epoch}.json"
+
+
+def reference_eval(benchmark, row, attack):
+    """The unattacked oracle's evaluation a row's metrics are relative to (PrivLeak, forget
+    quality); an attacked oracle is read against itself unattacked. None on WMDP and for the
+    oracle itself."""
+    oracle = oracle_row(benchmark, row)
+    is_oracle = oracle is None and ORACLE_ROLE[family(benchmark)] is not None
+    if is_oracle and attack != NO_ATTACK:
+        oracle = row
+    return eval_file(benchmark, oracle, 0) if oracle else None
 
 
 def eval_files(benchmark):
-    return [eval_file(benchmark, row, e) for row, e in evaluations(config, benchmark)]
+    """Every evaluation of a benchmark: each row as it is, then each attacked row."""
+    plain = [eval_file(benchmark, row, e) for row, e in evaluations(config, benchmark)]
+    attacked = [
+        eval_file(benchmark, row, e, attack)
+        for row, attack, e in attacked_evaluations(config, benchmark)
+    ]
+    return plain + (attacked if benchmark in ATTACKED else [])
 
 
 def launcher(gpus):
@@ -190,11 +225,8 @@ def report_code(*modules):
 
 
 def table_epoch(benchmark, method=None):
-    """The checkpoint a table row uses: the method's own (method_table_epochs), else the
-    benchmark's table_epoch, else the last evaluated epoch."""
-    entry = config["evaluate"][benchmark]
-    default = entry.get("table_epoch", max(entry["epochs"]))
-    return entry.get("method_table_epochs", {}).get(method, default)
+    """The checkpoint a table row uses (runs.table_epoch)."""
+    return _table_epoch(config, benchmark, method)
 
 
 def run_evals(benchmark, runs, epochs):
@@ -203,6 +235,18 @@ def run_evals(benchmark, runs, epochs):
 
 def reference_evals(benchmark):
     return [eval_file(benchmark, ref, 0) for ref in reference_models(config, benchmark)]
+
+
+def robustness_inputs(kinds):
+    """The evaluations of every attacked row without attack and after each of its
+    benchmark's attacks of these kinds (relearn, quantize)."""
+    return [
+        eval_file(b, row, epoch, attack)
+        for b in ATTACKED
+        for row, epoch in attacked_rows(config, b)
+        for attack in [NO_ATTACK, *attack_names(config, b)]
+        if attack == NO_ATTACK or attack.split("_")[0] in kinds
+    ]
 
 
 # ---------------------------------------------------------------- hub mode (download.smk)

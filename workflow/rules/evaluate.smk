@@ -1,6 +1,7 @@
-# Evaluation stage: one job per (benchmark, row, epoch). A row is a run at a saved epoch, or a
-# reference model (start model, oracle) at epoch 0. The oracle is evaluated first: PrivLeak
-# needs its AUC and TOFU's forget_quality its per-item truth ratios.
+# Evaluation stage: one job per (benchmark, row, attack, epoch). A row is a run at a saved
+# epoch, or a reference model (start model, oracle) at epoch 0; attack `none` is the model
+# itself, any other the attacked copy of it (attack.smk). The unattacked oracle is evaluated
+# first: PrivLeak needs its AUC and TOFU's forget_quality its per-item truth ratios.
 
 
 for _benchmark in BENCHMARKS:
@@ -10,22 +11,21 @@ for _benchmark in BENCHMARKS:
             f"evaluate_{_benchmark}"
         input:
             model=lambda w, benchmark=_benchmark: evaluated_model(
-                benchmark, w.row, w.epoch
+                benchmark, w.row, w.epoch, w.attack
             ),
             data=data_files(_benchmark),
             reference=lambda w, benchmark=_benchmark: (
-                [eval_file(benchmark, oracle_row(benchmark, w.row), 0)]
-                if oracle_row(benchmark, w.row)
-                else []
+                reference_eval(benchmark, w.row, w.attack) or []
             ),
         output:
-            f"{RESULTS}/{_benchmark}/eval/{{row}}/epoch_{{epoch}}.json",
+            f"{RESULTS}/{_benchmark}/eval/{{row}}/{{attack}}/epoch_{{epoch}}.json",
         log:
-            f"{RESULTS}/logs/evaluate/{_benchmark}/{{row}}_epoch_{{epoch}}.log",
+            f"{RESULTS}/logs/evaluate/{_benchmark}/{{row}}_{{attack}}_epoch_{{epoch}}.log",
         benchmark:
-            f"{RESULTS}/benchmarks/evaluate/{_benchmark}/{{row}}_epoch_{{epoch}}.tsv"
+            f"{RESULTS}/benchmarks/evaluate/{_benchmark}/{{row}}_{{attack}}_epoch_{{epoch}}.tsv"
         wildcard_constraints:
             row=one_of({row for row, _ in evaluations(config, _benchmark)}),
+            attack=one_of([NO_ATTACK, *ATTACKS]),
             epoch=r"\d+",
         conda:
             ENV
@@ -50,7 +50,7 @@ for _benchmark in BENCHMARKS:
             " --run {wildcards.row} --epoch {wildcards.epoch} --model {input.model}"
             " --data {params.data} --settings '{params.settings}' {params.reference}"
             " --seed {params.seed} --precision {params.precision} --source {params.source}"
-            " --threads {threads} --out {output} > {log} 2>&1"
+            " --attack {wildcards.attack} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule evaluate:

@@ -1,4 +1,5 @@
-# Paper outputs: tables T1-T3 and figures F1-F4 under paper_figures/, each from result files
+# Paper outputs: tables T1-T3 and figures F1-F4 under paper_figures/ (and beyond the paper: S1,
+# the MUSE MIA suite; T4 and F5, robustness to attacks), each from result files
 # only. One rule per table and figure, with its own plotting module as an input, so editing
 # one figure's code reruns that figure alone: `snakemake paper_figures/figure_2_gamma.pdf`.
 FIGURES = config.get("figures", {})
@@ -54,6 +55,20 @@ if "tofu" in BENCHMARKS:
             "splits": config["tofu"]["forget_splits"],
         },
         "TOFU",
+    )
+# Robustness (beyond the paper): every attacked row without attack and after each attack.
+ROBUSTNESS = {
+    "rows": {b: attacked_rows(config, b) for b in ATTACKED},
+    "references": {b: list(reference_models(config, b)) for b in ATTACKED},
+    "topics": WMDP_TOPICS,
+}
+
+
+if ATTACKED:
+    TABLES["table_4_robustness"] = (
+        robustness_inputs(("relearn", "quantize")),
+        {**ROBUSTNESS, "attacks": ATTACKS},
+        "Robustness",
     )
 
 for _name, (_inputs, _settings, _category) in TABLES.items():
@@ -131,6 +146,23 @@ if _trajectories in BENCHMARKS:
         },
         ("fig_trajectories.py",),
         "Trajectories",
+    )
+if any(a.startswith("relearn_") for a in ATTACKS):
+    FIGURE_JOBS["figure_5_relearning"] = (
+        robustness_inputs(("relearn",)),
+        {
+            **ROBUSTNESS,
+            "steps": {
+                b: [
+                    int(a.removeprefix("relearn_s"))
+                    for a in attack_names(config, b)
+                    if a.startswith("relearn_")
+                ]
+                for b in ATTACKED
+            },
+        },
+        ("fig_relearning.py",),
+        "Robustness",
     )
 
 for _name, (_inputs, _settings, _modules, _category) in FIGURE_JOBS.items():

@@ -125,8 +125,10 @@ def evaluate_step(
     seed: int,
     precision: str,
     source: str,
+    attack: str = "none",
 ) -> None:
-    """Evaluate one model and write results/{benchmark}/eval/{run}/epoch_{epoch}.json."""
+    """Evaluate one model and write results/{benchmark}/eval/{run}/{attack}/epoch_{epoch}.json
+    (attack: what the model went through after unlearning, `none` for the model itself)."""
     torch.manual_seed(seed)
     files = benchmark_files(benchmark, data, settings)
     oracle = oracle_statistic(benchmark, reference)
@@ -147,8 +149,9 @@ def evaluate_step(
         "benchmark": benchmark,
         "run": run,
         "epoch": epoch,
+        "attack": attack,
         **result,
         "provenance": evaluation_provenance(model_dir, files, settings, seed, precision),
     }
     write_json(out, record)
-    log.info("%s %s epoch %d: %s", benchmark, run, epoch, result["metrics"])
+    log.info("%s %s (%s) epoch %d: %s", benchmark, run, attack, epoch, result["metrics"])

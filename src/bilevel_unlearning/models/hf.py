@@ -77,8 +77,13 @@ def load_model(
     path = Path(path)
     _require_model_folder(path)
     weight_files(path)  # names a folder without weights, before transformers' long message
+    device = compute_device() if device is None else device
+    if "quantization_config" in json.loads((path / "config.json").read_text()):
+        # quantized on loading (the bitsandbytes attack): placed by transformers, never moved
+        model = AutoModelForCausalLM.from_pretrained(path, device_map={"": device})
+        return model.eval()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=compute_dtype(precision))
-    return model.to(compute_device() if device is None else device).eval()
+    return model.to(device).eval()
 
 
 def weight_files(path: str | os.PathLike[str]) -> list[Path]:

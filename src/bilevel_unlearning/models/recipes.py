@@ -53,6 +53,31 @@ def role_sources(benchmark: str, role: str) -> tuple[str, ...]:
     return WMDP_SOURCES[role]
 
 
+def forget_sources(benchmark: str, settings: dict[str, Any]) -> tuple[str, ...]:
+    """The forget data of a benchmark (what unlearning removes and the relearning attack
+    trains on): MUSE's forget corpus, a TOFU forget split's QA, WMDP's topics' forget corpora."""
+    if benchmark.startswith("muse_"):
+        return ("raw/forget.jsonl",)
+    if benchmark == "tofu":
+        return (f"{settings['forget_split']}.jsonl",)
+    return tuple(f"corpora/{t}-forget-corpus.jsonl" for t in settings["topics"])
+
+
+def examples_of(
+    benchmark: str,
+    records: list[dict[str, Any]],
+    tokenizer: Any,
+    max_length: int,
+    chat: ChatFormat = PLAIN_CHAT,
+) -> list[Example]:
+    """Records as training examples: TOFU's QA in its chat format, documents elsewhere."""
+    if benchmark == "tofu":
+        return [
+            qa_example(tokenizer, r["question"], r["answer"], max_length, chat) for r in records
+        ]
+    return [text_example(tokenizer, r["text"], max_length) for r in records]
+
+
 def training_examples(
     benchmark: str,
     role: str,
@@ -63,8 +88,4 @@ def training_examples(
 ) -> list[Example]:
     """Tokenized training examples of one role (TOFU's in the chat format it is evaluated in)."""
     records = [r for source in role_sources(benchmark, role) for r in read_jsonl(data_dir / source)]
-    if benchmark == "tofu":
-        return [
-            qa_example(tokenizer, r["question"], r["answer"], max_length, chat) for r in records
-        ]
-    return [text_example(tokenizer, r["text"], max_length) for r in records]
+    return examples_of(benchmark, records, tokenizer, max_length, chat)

@@ -7,6 +7,7 @@ template as a real instruct model's data would be.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -135,26 +136,50 @@ def warmup_then_linear(total_steps: int, warmup_share: float = 0.05) -> Callable
     return factor
 
 
+def schedule_factor(kind: str, total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Learning-rate factor of the Hugging Face schedulers of these names: linear warm-up over
+    `warmup_steps`, then constant, linear decay to zero, or cosine decay to zero."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if kind == "constant":
+            return 1.0
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        if kind == "cosine":
+            return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+        return max(0.0, 1.0 - progress)
+
+    return factor
+
+
 def train_causal_lm(
     model: torch.nn.Module,
     examples: Sequence[Example],
     *,
     pad_id: int,
-    epochs: int,
+    epochs: int | None,
     learning_rate: float,
     batch_size: int,
     seed: int,
     replay: Sequence[Example] = (),
     replay_per_epoch: int = 0,
     pack_length: int | None = None,
+    max_steps: int | None = None,
+    lr_factor: Callable[[int], float] | None = None,
     log: Callable[[str], None] = print,
 ) -> list[float]:
     """Train with AdamW; each epoch mixes in `replay_per_epoch` examples drawn from `replay`.
 
     With `pack_length`, each epoch's shuffled examples are packed into chunks of that length.
+    `max_steps` (epochs None): stop after that many updates, reshuffling as often as needed
+    (the relearning attack's "N steps"). `lr_factor`: the learning-rate factor per step
+    (default: warm-up then linear decay over the whole run, warmup_then_linear).
 
     Returns the mean loss of each epoch. A non-finite loss stops training with an error.
     """
+    if (epochs is None) == (max_steps is None):
+        raise ValueError("give train_causal_lm either epochs or max_steps")
     generator = torch.Generator().manual_seed(seed)
     replay_per_epoch = min(replay_per_epoch, len(replay))
     epoch_size = len(examples) + replay_per_epoch
@@ -163,15 +188,17 @@ def train_causal_lm(
         epoch_size = math.ceil(
             (sum(len(e.input_ids) for e in examples) + sum(lengths)) / pack_length
         )
-    steps_per_epoch = math.ceil(epoch_size / batch_size)
+    total_steps = max_steps if epochs is None else epochs * math.ceil(epoch_size / batch_size)
     device = next(model.parameters()).device  # batches go where the model is
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_then_linear(epochs * steps_per_epoch)
+        optimizer, lr_factor or warmup_then_linear(total_steps)
     )
     model.train()
-    epoch_losses = []
-    for epoch in range(1, epochs + 1):
+    epoch_losses, step = [], 0
+    for epoch in itertools.count(1):
+        if (epochs is not None and epoch > epochs) or step == total_steps:
+            break
         drawn = torch.randperm(len(replay), generator=generator)[:replay_per_epoch].tolist()
         pool = list(examples) + [replay[i] for i in drawn]
         order = torch.randperm(len(pool), generator=generator).tolist()
@@ -180,6 +207,8 @@ def train_causal_lm(
             order = list(range(len(pool)))
         losses, tokens, start = [], 0, time.perf_counter()
         for first in range(0, len(order), batch_size):
+            if step == total_steps:
+                break
             batch = to_device(
                 collate([pool[i] for i in order[first : first + batch_size]], pad_id), device
             )
@@ -195,8 +224,12 @@ def train_causal_lm(
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
             tokens += int(batch["attention_mask"].sum())
+            step += 1
+        if not losses:  # packing made the epoch shorter than estimated
+            break
         epoch_losses.append(sum(losses) / len(losses))
         rate = tokens / (time.perf_counter() - start)
-        log(f"epoch {epoch}/{epochs} loss {epoch_losses[-1]:.4f} ({rate:.0f} tokens/s)")
+        loss = epoch_losses[-1]
+        log(f"epoch {epoch}/{epochs or '-'} step {step} loss {loss:.4f} ({rate:.0f} tokens/s)")
     model.eval()
     return epoch_losses

@@ -18,6 +18,11 @@ def _colours(settings: Mapping[str, Any]) -> dict[str, str]:
     return method_colours(settings["all_methods"])
 
 
+def attacked_rows(settings: Mapping[str, Any]) -> dict[str, list[tuple[str, int]]]:
+    """benchmark -> (row, epoch) of the attacked models, from the settings' JSON lists."""
+    return {b: [(row, int(epoch)) for row, epoch in rows] for b, rows in settings["rows"].items()}
+
+
 def build_table(name: str, inputs: Sequence[str], settings: Mapping[str, Any], out: Path) -> None:
     results = tables.load_results(inputs)
     if name in ("table_1_muse", "table_s1_muse_mia"):
@@ -36,6 +41,14 @@ def build_table(name: str, inputs: Sequence[str], settings: Mapping[str, Any], o
         table = tables.tofu_table(
             results, settings["methods"], settings["epoch"], settings["splits"]
         )
+    elif name == "table_4_robustness":
+        table = tables.robustness_table(
+            tables.load_all_results(inputs),
+            attacked_rows(settings),
+            settings["attacks"],
+            settings["topics"],
+            settings["references"],
+        )
     else:
         raise ValueError(f"unknown table {name!r}")
     tables.write_table(table, out)
@@ -47,6 +60,19 @@ def build_figure(name: str, inputs: Sequence[str], settings: Mapping[str, Any], 
         from bilevel_unlearning.report.fig_geometry import geometry_runs, plot_geometry
 
         plot_geometry(geometry_runs(settings["methods"], inputs), colours, out)
+        return
+    if name == "figure_5_relearning":
+        from bilevel_unlearning.report.fig_relearning import plot_relearning
+
+        plot_relearning(
+            tables.load_all_results(inputs),
+            attacked_rows(settings),
+            settings["references"],
+            settings["steps"],
+            settings["topics"],
+            colours,
+            out,
+        )
         return
     results = tables.load_results(inputs)
     if name == "figure_2_gamma":

@@ -32,7 +32,7 @@ DISPLAY = {
     "rmu_tofu": "RMU",
 }
 REFERENCE_COLOUR = "#555555"
-ARROWS = {"down": "↓", "up": "↑", "zero": "→0"}
+ARROWS = {"down": "↓", "up": "↑", "zero": "→0", "none": ""}
 # Page width of a single paper column, inches (ICML/NeurIPS-like two-column layouts).
 COLUMN_WIDTH = 3.3
 

@@ -1,4 +1,5 @@
-"""Tables T1 (MUSE), T2 (WMDP), T3 (TOFU) from evaluation JSONs, as CSV, Markdown and LaTeX.
+"""Tables T1 (MUSE), T2 (WMDP), T3 (TOFU), S1 (MUSE's MIA suite) and T4 (robustness) from
+evaluation JSONs, as CSV, Markdown and LaTeX.
 
 A table is built as data first (rows of numbers, columns with a direction), then rendered;
 the best method per column is marked in Markdown and LaTeX (reference rows never compete).
@@ -11,12 +12,13 @@ import csv
 import io
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bilevel_unlearning.io import read_json, write_text
 from bilevel_unlearning.report.style import ARROWS, display
+from bilevel_unlearning.runs import NO_ATTACK
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,18 @@ class Table:
     reference_rows: frozenset[str]
     values: Mapping[tuple[str, Column], float | None]
     notes: tuple[str, ...] = ()
+    # row key -> its label (default: the method's display name)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # row key -> (scale, digits), where a row's metric sets them instead of the column's
+    row_formats: Mapping[str, tuple[float, int]] = field(default_factory=dict)
+    mark_best: bool = True  # bold the best method per column (not where columns mix metrics)
+
+    def label(self, row: str) -> str:
+        return self.labels.get(row) or display(row)
+
+    def formatted(self, row: str, column: Column) -> str:
+        scale, digits = self.row_formats.get(row, (column.scale, column.digits))
+        return formatted(self.values.get((row, column)), scale, digits)
 
 
 MUSE_COLUMNS = (
@@ -80,6 +94,8 @@ def best_of(values: Sequence[float], direction: str) -> float:
 
 def best_rows(table: Table, column: Column) -> set[str]:
     """Rows holding the column's best value among the methods (ties all marked)."""
+    if not table.mark_best:
+        return set()
     scored = {
         row: table.values.get((row, column))
         for row in table.rows
@@ -92,18 +108,18 @@ def best_rows(table: Table, column: Column) -> set[str]:
     return {row for row, v in scored.items() if v is not None and v == best}
 
 
-def formatted(value: float | None, column: Column) -> str:
+def formatted(value: float | None, scale: float, digits: int) -> str:
     if value is None:
         return "–"
-    shown = value * column.scale
-    if column.digits >= 3 and shown != 0 and abs(shown) < 10**-column.digits:
+    shown = value * scale
+    if digits >= 3 and shown != 0 and abs(shown) < 10**-digits:
         return f"{shown:.2e}"  # forget_quality spans many orders of magnitude
-    return f"{shown:.{column.digits}f}"
+    return f"{shown:.{digits}f}"
 
 
 def header(column: Column, with_group: bool) -> str:
-    arrow = ARROWS[column.direction]
-    return f"{column.group} {column.header} {arrow}" if with_group else f"{column.header} {arrow}"
+    text = f"{column.group} {column.header}" if with_group else column.header
+    return f"{text} {ARROWS[column.direction]}".rstrip()
 
 
 def _groups(table: Table) -> bool:
@@ -114,7 +130,7 @@ def to_csv(table: Table) -> str:
     """Full-precision values, one column per metric (unscaled, as in the JSONs)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["row", *(f"{c.group}:{c.metric}" for c in table.columns)])
+    writer.writerow(["row", *(f"{c.group}:{c.metric}".lstrip(":") for c in table.columns)])
     for row in table.rows:
         cells = [table.values.get((row, c)) for c in table.columns]
         writer.writerow([row, *("" if v is None else repr(v) for v in cells)])
@@ -133,9 +149,9 @@ def to_markdown(table: Table) -> str:
     for row in table.rows:
         cells = []
         for c in table.columns:
-            text = formatted(table.values.get((row, c)), c)
+            text = table.formatted(row, c)
             cells.append(f"**{text}**" if row in best[c] else text)
-        label = f"*{display(row)}*" if row in table.reference_rows else display(row)
+        label = f"*{table.label(row)}*" if row in table.reference_rows else table.label(row)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", *(f"- {n}" for n in table.notes)]
     return "\n".join(lines).rstrip() + "\n"
@@ -148,12 +164,12 @@ def _latex_escape(text: str) -> str:
 
 
 def to_latex(table: Table) -> str:
-    arrows = {"down": r"$\downarrow$", "up": r"$\uparrow$", "zero": r"$\rightarrow 0$"}
+    arrows = {"down": r"$\downarrow$", "up": r"$\uparrow$", "zero": r"$\rightarrow 0$", "none": ""}
     best = {c: best_rows(table, c) for c in table.columns}
     with_group = _groups(table)
     heads = [
         _latex_escape(f"{c.group} {c.header}" if with_group else c.header)
-        + f" {arrows[c.direction]}"
+        + (f" {arrows[c.direction]}" if arrows[c.direction] else "")
         for c in table.columns
     ]
     lines = [
@@ -169,9 +185,9 @@ def to_latex(table: Table) -> str:
     for index, row in enumerate(table.rows):
         cells = []
         for c in table.columns:
-            text = formatted(table.values.get((row, c)), c)
+            text = table.formatted(row, c)
             cells.append(rf"\textbf{{{text}}}" if row in best[c] else text)
-        lines.append(_latex_escape(display(row)) + " & " + " & ".join(cells) + r" \\")
+        lines.append(_latex_escape(table.label(row)) + " & " + " & ".join(cells) + r" \\")
         is_last_reference = row in table.reference_rows and (
             index + 1 < len(table.rows) and table.rows[index + 1] not in table.reference_rows
         )
@@ -199,13 +215,23 @@ def metric(record: Mapping[str, Any] | None, name: str) -> float | None:
     return None if value is None else float(value)
 
 
-def load_results(paths: Sequence[str | Path]) -> dict[tuple[str, str, int], dict[str, Any]]:
-    """(benchmark, row, epoch) -> evaluation JSON, for every file given."""
+def load_all_results(
+    paths: Sequence[str | Path],
+) -> dict[tuple[str, str, int, str], dict[str, Any]]:
+    """(benchmark, row, epoch, attack) -> evaluation JSON, for every file given."""
     results = {}
     for path in paths:
         record = read_json(path, made_by="its evaluate_<benchmark> rule")
-        results[(record["benchmark"], record["run"], int(record["epoch"]))] = record
+        key = (record["benchmark"], record["run"], int(record["epoch"]))
+        results[(*key, record.get("attack", NO_ATTACK))] = record
     return results
+
+
+def load_results(paths: Sequence[str | Path]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """(benchmark, row, epoch) -> evaluation JSON of the models as they are (no attack)."""
+    return {
+        key[:3]: record for key, record in load_all_results(paths).items() if key[3] == NO_ATTACK
+    }
 
 
 def _rows_and_values(
@@ -312,4 +338,86 @@ def tofu_table(
         rows,
         frozenset({"full", "retain"}),
         values,
+    )
+
+
+# ------------------------------------------------------------------ T4: robustness
+
+# metric -> (header, direction, scale, digits), as tables T1-T3 show it
+METRIC_FORMATS = {
+    **{name: (head, d, 1.0, 1) for name, head, d in MUSE_COLUMNS},
+    **{name: (head, d, 100.0, 1) for name, head, d in WMDP_COLUMNS},
+    **{name: (head, d, scale, digits) for name, head, d, scale, digits in TOFU_COLUMNS},
+}
+BENCHMARK_LABELS = {"muse_news": "News", "muse_books": "Books", "tofu": "TOFU", "wmdp": "WMDP"}
+
+
+def robustness_metrics(benchmark: str, topics: Sequence[str]) -> tuple[str, ...]:
+    """The metrics an attack is read on: what unlearning removes (first) and the utility kept."""
+    family = benchmark.split("_")[0]
+    if family == "muse":
+        return ("verbmem_forget", "knowmem_forget", "knowmem_retain")
+    if family == "wmdp":
+        return (*(f"wmdp_{t}_acc" for t in topics), "mmlu_acc")
+    return ("forget_Q_A_Prob", "forget_Q_A_ROUGE", "model_utility")
+
+
+def attack_label(attack: str) -> str:
+    """relearn_s16 -> "Relearn 16 steps", quantize_int4 -> "Int4"."""
+    kind, _, size = attack.partition("_")
+    if kind == "relearn":
+        return f"Relearn {size.removeprefix('s')} steps"
+    if kind == "quantize":
+        return size.capitalize()
+    return "No attack" if attack == NO_ATTACK else attack
+
+
+def robustness_table(
+    results: Mapping[tuple[str, str, int, str], Mapping[str, Any]],
+    rows: Mapping[str, Sequence[tuple[str, int]]],
+    attacks: Sequence[str],
+    topics: Sequence[str],
+    references: Mapping[str, Sequence[str]],
+) -> Table:
+    """T4: per benchmark, each attacked row's metrics without attack, after each attack, and
+    what the attack recovered (attacked minus unattacked; for a forget metric, knowledge
+    brought back). rows: benchmark -> (row, epoch); references: benchmark -> reference rows."""
+    columns = [Column("", NO_ATTACK, attack_label(NO_ATTACK), "none")]
+    for attack in attacks:
+        columns.append(Column("", attack, attack_label(attack), "none"))
+        columns.append(Column("", f"recovered:{attack}", f"Δ {attack_label(attack)}", "none"))
+    keys, labels, formats, reference_keys = [], {}, {}, set()
+    values: dict[tuple[str, Column], float | None] = {}
+    for benchmark, attacked in rows.items():
+        for row, epoch in attacked:
+            for name in robustness_metrics(benchmark, topics):
+                head, direction, scale, digits = METRIC_FORMATS[name]
+                key = f"{benchmark}:{row}:{name}"
+                keys.append(key)
+                labels[key] = (
+                    f"{BENCHMARK_LABELS.get(benchmark, benchmark)} · {display(row)}"
+                    f" · {head} {ARROWS[direction]}"
+                )
+                formats[key] = (scale, digits)
+                if row in references.get(benchmark, ()):
+                    reference_keys.add(key)
+                plain = metric(results.get((benchmark, row, epoch, NO_ATTACK)), name)
+                values[(key, columns[0])] = plain
+                for index, attack in enumerate(attacks):
+                    after = metric(results.get((benchmark, row, epoch, attack)), name)
+                    values[(key, columns[1 + 2 * index])] = after
+                    both = plain is not None and after is not None
+                    values[(key, columns[2 + 2 * index])] = after - plain if both else None
+    return Table(
+        "table_4_robustness",
+        "Robustness: each row's metric without attack, after each attack (relearning: a few "
+        "fine-tuning steps on forget data; IntN: weights rounded to N bits), and Δ, the change "
+        "the attack made (on a forget metric: the knowledge it brought back).",
+        tuple(columns),
+        tuple(keys),
+        frozenset(reference_keys),
+        values,
+        labels=labels,
+        row_formats=formats,
+        mark_best=False,
     )

@@ -34,7 +34,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import sys
@@ -47,6 +46,7 @@ from typing import Any
 import torch
 
 from bilevel_unlearning.io import atomic_path, write_text
+from bilevel_unlearning.models.train import schedule_factor
 from bilevel_unlearning.runtime import BatchLayout, batch_layout, compute_device, compute_dtype
 from bilevel_unlearning.unlearn import sharding
 from bilevel_unlearning.unlearn.data import MicroBatch, UnlearnData, epoch_steps, steps_per_epoch
@@ -100,18 +100,7 @@ def learning_rate_factor(
 ) -> Callable[[int], float]:
     """Linear warm-up, then constant, linear decay to zero (TOFU) or cosine decay to zero
     (MUSE's Task Vector fine-tuning), as the Hugging Face schedulers of those names."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        if settings.schedule == "constant":
-            return 1.0
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        if settings.schedule == "cosine":
-            return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
-        return max(0.0, 1.0 - progress)
-
-    return factor
+    return schedule_factor(settings.schedule, total_steps, warmup_steps)
 
 
 def epoch_folder(out: Path, epoch: int) -> Path:

@@ -1,0 +1,1 @@
+"""Robustness attacks on an unlearned model: relearning on forget data, weight quantization."""

@@ -1,0 +1,90 @@
+"""The attack step: one model (a row at an epoch) attacked into a new model folder, which the
+evaluate step then reads like any other (results/{benchmark}/attack/{row}/{attack}/epoch_{k})."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bilevel_unlearning.attack.quantize import bitsandbytes_config, quantize_model
+from bilevel_unlearning.attack.relearn import relearn, relearn_examples
+from bilevel_unlearning.io import atomic_path, sha256_file
+from bilevel_unlearning.models.hf import (
+    PROVENANCE_FILE,
+    load_model,
+    load_tokenizer,
+    save_model,
+    weight_files,
+)
+from bilevel_unlearning.models.recipes import forget_sources
+
+log = logging.getLogger(__name__)
+
+
+def attack_provenance(
+    model_dir: Path, data_files: list[Path], settings: Mapping[str, Any], seed: int, **extra: Any
+) -> dict[str, Any]:
+    """What made an attacked model: the attacked weights' and data files' SHA-256, the
+    attack's settings and seed."""
+    return {
+        "attacked_model": str(model_dir),
+        "attacked_sha256": {p.name: sha256_file(p) for p in weight_files(model_dir)},
+        "inputs": {str(p): sha256_file(p) for p in data_files},
+        "settings": dict(settings),
+        "seed": seed,
+        "torch": torch.__version__,
+        **extra,
+    }
+
+
+def bitsandbytes_folder(model_dir: Path, out: Path, bits: int, record: dict[str, Any]) -> None:
+    """The weights as they are, with a config that makes transformers load them quantized."""
+    quantization = bitsandbytes_config(bits)
+    with atomic_path(out) as tmp:
+        shutil.copytree(model_dir, tmp, dirs_exist_ok=True)
+        config = json.loads((tmp / "config.json").read_text())
+        config["quantization_config"] = quantization
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        (tmp / PROVENANCE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+
+
+def attack_step(
+    *,
+    benchmark: str,
+    attack: str,
+    model_dir: Path,
+    data: Path,
+    out: Path,
+    settings: Mapping[str, Any],
+    seed: int,
+    precision: str,
+) -> None:
+    """Attack one model folder into `out` (settings: runs.attack_settings; kind relearn or
+    quantize)."""
+    torch.manual_seed(seed)
+    kind = settings["kind"]
+    relearning = kind == "relearn"
+    data_files = [data / f for f in forget_sources(benchmark, settings)] if relearning else []
+    record = attack_provenance(model_dir, data_files, settings, seed, attack=attack)
+    if kind == "quantize" and settings["backend"] == "bitsandbytes":
+        bitsandbytes_folder(model_dir, out, int(settings["bits"]), record)
+        return
+    model = load_model(model_dir, precision)
+    tokenizer = load_tokenizer(model_dir)
+    if kind == "relearn":
+        examples = relearn_examples(benchmark, data, tokenizer, settings, seed)
+        record["losses"] = relearn(model, tokenizer, examples, settings, seed, log=log.info)
+        record["examples"] = len(examples)
+    elif kind == "quantize":
+        layers = quantize_model(model, int(settings["bits"]), int(settings["group_size"]))
+        record["quantized_layers"] = len(layers)
+    else:
+        raise ValueError(f"unknown attack kind {kind!r} (relearn or quantize)")
+    save_model(model, tokenizer, out, record)
+    log.info("%s: %s of %s written to %s", benchmark, attack, model_dir, out)

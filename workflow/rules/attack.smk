@@ -1,0 +1,38 @@
+# Robustness stage (beyond the paper): an attacked copy of a row's model, which the evaluate
+# rules then read like any other model. One job per (benchmark, row, attack, epoch); which rows
+# and attacks is the config's `robustness` section (runs.attacked_rows, runs.attack_names).
+
+
+rule attack_model:
+    input:
+        model=lambda w: evaluated_model(w.benchmark, w.row, w.epoch),
+        data=lambda w: data_files(w.benchmark),
+    output:
+        directory(f"{RESULTS}/{{benchmark}}/attack/{{row}}/{{attack}}/epoch_{{epoch}}"),
+    log:
+        f"{RESULTS}/logs/attack/{{benchmark}}/{{row}}_{{attack}}_epoch_{{epoch}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/attack/{{benchmark}}/{{row}}_{{attack}}_epoch_{{epoch}}.tsv"
+    wildcard_constraints:
+        benchmark=one_of(ATTACKED),
+        row=one_of({row for b in ATTACKED for row, _ in attacked_rows(config, b)}),
+        attack=one_of(ATTACKS),
+        epoch=r"\d+",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpus=0,
+        mem_mb=4000,
+    params:
+        seed=SEED,
+        precision=config["precision"],
+        settings=lambda w: as_json(
+            attack_settings(config, w.benchmark, w.attack, w.row)
+        ),
+        data=lambda w, input: ancestor_named(input.data[0], "data"),
+    shell:
+        "python -m bilevel_unlearning.cli attack --benchmark {wildcards.benchmark}"
+        " --attack {wildcards.attack} --model {input.model} --data {params.data}"
+        " --settings '{params.settings}' --seed {params.seed}"
+        " --precision {params.precision} --threads {threads} --out {output} > {log} 2>&1"
