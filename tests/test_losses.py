@@ -319,12 +319,46 @@ def test_rmu_losses_ignore_masked_positions():
 # -- the registry --------------------------------------------------------------------------------
 
 
-def test_registry_names_are_the_config_schema_names():
+def test_catalog_registry_and_schema_name_the_same_losses_rules_and_keys():
+    from bilevel_unlearning import methods
     from bilevel_unlearning.config import load_schema
+    from bilevel_unlearning.unlearn import rules
 
     method = load_schema()["$defs"]["method"]["properties"]
-    assert set(losses.FORGET_LOSSES) == set(method["forget_loss"]["enum"])
-    assert set(losses.RETAIN_LOSSES) == set(method["retain_loss"]["enum"])
+    assert (
+        set(losses.FORGET_LOSSES)
+        == set(methods.FORGET_LOSSES)
+        == set(method["forget_loss"]["enum"])
+    )
+    assert (
+        set(losses.RETAIN_LOSSES)
+        == set(methods.RETAIN_LOSSES)
+        == set(method["retain_loss"]["enum"])
+    )
+    assert set(methods.RULES) == set(method["rule"]["enum"]) - {None} == set(rules.RULES)
+    weights = {w for names in methods.RULES.values() for w in names}
+    read = {key for entry in methods.FORGET_LOSSES.values() for key in entry.reads}
+    read |= {key for entry in methods.RETAIN_LOSSES.values() for key in entry.reads}
+    assert read | weights <= set(method), sorted((read | weights) - set(method))
+
+
+def test_a_loss_without_a_function_is_named():
+    from bilevel_unlearning import methods
+
+    with pytest.raises(RuntimeError, match=r"without a function: \['kl'\]"):
+        losses.registry({"nll": losses._nll, "rmu": losses._rmu_retain}, methods.RETAIN_LOSSES)
+    with pytest.raises(RuntimeError, match=r"without a catalog entry: \['extra'\]"):
+        losses.registry({**losses.RETAIN_FUNCTIONS, "extra": losses._nll}, methods.RETAIN_LOSSES)
+
+
+def test_catalog_defaults_are_what_the_losses_read():
+    from bilevel_unlearning import methods
+
+    assert losses.DEFAULTS["npo_form"] == "sequence" and losses.DEFAULTS["delta"] == 0.0
+    assert methods.setting({}, "steering_coefficient") == 6.5
+    assert methods.key_users()["kl_form"] == ("retain_loss", ("kl",))
+    assert methods.key_users()["sampling_ratio"] == ("forget_loss", ("ga", "npo", "simnpo"))
+    assert methods.rmu_layers({}, 8) == [5, 6, 7] and methods.rmu_layers({"layers": [1]}, 8) == [1]
 
 
 @pytest.mark.parametrize(

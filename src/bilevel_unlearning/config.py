@@ -18,29 +18,17 @@ from typing import Any
 import jsonschema
 import yaml
 
+from bilevel_unlearning import methods
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 README = "config/README.md"
 HUB_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"  # the schema's hub_id
 
-RULES_NEEDING_RETAIN = ("weighted_sum", "blur", "blur_reversed")
+RULES_NEEDING_RETAIN = tuple(methods.RULES)
 
-# Method hyperparameters and the losses that read them: a value elsewhere would be silently
-# ignored, which is almost always a copy-paste mistake.
-HYPERPARAMETER_USERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "beta": ("forget_loss", ("npo", "simnpo")),
-    "delta": ("forget_loss", ("simnpo",)),
-    "npo_form": ("forget_loss", ("npo", "simnpo")),
-    "kl_form": ("retain_loss", ("kl",)),
-    "layers": ("forget_loss", ("rmu",)),
-    "steering_coefficient": ("forget_loss", ("rmu",)),
-    "trainable": ("forget_loss", ("rmu",)),
-    "baldro": ("forget_loss", ("ga", "npo", "simnpo", "rmu")),
-    "beta_dv": ("forget_loss", ("ga", "npo", "simnpo", "rmu")),
-    "sampling_ratio": ("forget_loss", ("ga", "npo", "simnpo")),
-    "negation": ("forget_loss", ("nll",)),
-    "reinforcement": ("forget_loss", ("whp",)),
-    "reinforce_epochs": ("forget_loss", ("whp",)),
-}
+# Method hyperparameters and the losses that read them (the method catalog): a value elsewhere
+# would be silently ignored, which is almost always a copy-paste mistake.
+HYPERPARAMETER_USERS: dict[str, tuple[str, tuple[str, ...]]] = methods.key_users()
 
 TYPE_NAMES = {
     "integer": "an integer",

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bilevel_unlearning import methods
 from bilevel_unlearning.runtime import batch_layout, parallel_strategy
 
 GIB = 2**30
@@ -207,22 +208,23 @@ class Needs:
 
 
 def method_needs(method: Mapping[str, Any], architecture: Architecture) -> Needs:
-    """Needs of a `methods` config entry (forget_loss, retain_loss, rule, layers, negation)."""
-    forget, retain = method.get("forget_loss"), method.get("retain_loss")
-    logits_forget = forget in ("npo", "whp")
-    logits_retain = retain == "kl"
+    """Needs of a `methods` config entry, from the method catalog (what each loss asks of the
+    loop) and the entry's layers and negation."""
+    forget = methods.FORGET_LOSSES[method["forget_loss"]]
+    retain = methods.RETAIN_LOSSES.get(method.get("retain_loss") or "", methods.LossEntry())
+    logits_forget = forget.reference  # reference logits on the forget batch (NPO, WHP)
+    logits_retain = retain.reference and not retain.hidden  # on the retain batch (KL)
+    hidden_retain = retain.reference and retain.hidden  # frozen hidden states (RMU)
     frozen_forwards = (
-        int(logits_forget) + int(forget == "whp") + int(logits_retain) + int(retain == "rmu")
+        int(logits_forget) + int(forget.reinforced) + int(logits_retain) + int(hidden_retain)
     )
-    copies = 2 if forget == "whp" else int(logits_forget or logits_retain or retain == "rmu")
+    copies = 2 if forget.reinforced else int(methods.needs_reference(method))
     copies += int(method.get("negation") is not None)
     layers = None
-    if forget == "rmu" and method.get("trainable") != "all":
-        count = architecture.layers
-        default = [max(0, count - 3), max(0, count - 2), count - 1]
-        layers = tuple(method.get("layers", default))
+    if forget.hidden and method.get("trainable") != "all":
+        layers = tuple(methods.rmu_layers(method, architecture.layers))
     return Needs(
-        retain_gradient=retain is not None,
+        retain_gradient=method.get("retain_loss") is not None,
         frozen_copies=copies,
         reference_logits_batches=int(logits_forget) + int(logits_retain),
         frozen_forwards=frozen_forwards,

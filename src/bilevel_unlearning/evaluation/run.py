@@ -17,9 +17,6 @@ from typing import Any
 
 import torch
 
-from bilevel_unlearning.evaluation.muse import PUBLISHED_AUC_RETRAIN, evaluate_muse
-from bilevel_unlearning.evaluation.tofu import evaluate_tofu
-from bilevel_unlearning.evaluation.wmdp import evaluate_wmdp
 from bilevel_unlearning.io import read_json, sha256_file, write_json
 from bilevel_unlearning.models.hf import load_model, load_tokenizer, weight_files
 from bilevel_unlearning.runtime import compute_device, device_name
@@ -113,6 +110,34 @@ def oracle_statistic(benchmark: str, reference: Path | None) -> Any:
     return None
 
 
+def benchmark_metrics(
+    benchmark: str,
+    model_dir: Path,
+    data: Path,
+    settings: Mapping[str, Any],
+    precision: str,
+    source: str,
+    oracle: Any,
+) -> dict[str, Any]:
+    """The benchmark's evaluator on one model; each job imports only its own (lm-eval for
+    WMDP, rouge-score and its nltk for MUSE and TOFU: seconds of start-up each)."""
+    if benchmark == "wmdp":
+        from bilevel_unlearning.evaluation.wmdp import evaluate_wmdp
+
+        return evaluate_wmdp(model_dir, data, settings, precision, source == "miniature")
+    model = load_model(model_dir, precision)
+    tokenizer = load_tokenizer(model_dir)
+    if benchmark == "tofu":
+        from bilevel_unlearning.evaluation.tofu import evaluate_tofu
+
+        return evaluate_tofu(model, tokenizer, data, settings["forget_split"], settings, oracle)
+    from bilevel_unlearning.evaluation.muse import PUBLISHED_AUC_RETRAIN, evaluate_muse
+
+    published = PUBLISHED_AUC_RETRAIN[benchmark] if source == "hub" else None
+    auc, mia = oracle if oracle is not None else (None, None)
+    return evaluate_muse(model, tokenizer, data, settings, auc, published, mia)
+
+
 def evaluate_step(
     benchmark: str,
     run: str,
@@ -132,19 +157,7 @@ def evaluate_step(
     torch.manual_seed(seed)
     files = benchmark_files(benchmark, data, settings)
     oracle = oracle_statistic(benchmark, reference)
-    if benchmark == "wmdp":
-        result = evaluate_wmdp(model_dir, data, settings, precision, source == "miniature")
-    else:
-        model = load_model(model_dir, precision)
-        tokenizer = load_tokenizer(model_dir)
-        if benchmark == "tofu":
-            result = evaluate_tofu(
-                model, tokenizer, data, settings["forget_split"], settings, oracle
-            )
-        else:
-            published = PUBLISHED_AUC_RETRAIN[benchmark] if source == "hub" else None
-            auc, mia = oracle if oracle is not None else (None, None)
-            result = evaluate_muse(model, tokenizer, data, settings, auc, published, mia)
+    result = benchmark_metrics(benchmark, model_dir, data, settings, precision, source, oracle)
     record = {
         "benchmark": benchmark,
         "run": run,

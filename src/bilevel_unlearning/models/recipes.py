@@ -8,17 +8,13 @@ WMDP: original = base on both hazardous topics and the general text (the wikitex
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bilevel_unlearning.data.layout import TOFU_RETAIN_OF
 from bilevel_unlearning.io import read_jsonl
-from bilevel_unlearning.models.train import (
-    PLAIN_CHAT,
-    ChatFormat,
-    Example,
-    qa_example,
-    text_example,
-)
+
+if TYPE_CHECKING:  # the workflow plans with this module: no torch at import
+    from bilevel_unlearning.models.train import ChatFormat, Example
 
 MUSE_SOURCES = {
     "target": ("raw/forget.jsonl", "raw/retain1.jsonl", "raw/retain2.jsonl"),
@@ -68,9 +64,13 @@ def examples_of(
     records: list[dict[str, Any]],
     tokenizer: Any,
     max_length: int,
-    chat: ChatFormat = PLAIN_CHAT,
+    chat: ChatFormat | None = None,
 ) -> list[Example]:
-    """Records as training examples: TOFU's QA in its chat format, documents elsewhere."""
+    """Records as training examples: TOFU's QA in its chat format (default: no system
+    prompt), documents elsewhere."""
+    from bilevel_unlearning.models.train import PLAIN_CHAT, qa_example, text_example
+
+    chat = chat or PLAIN_CHAT
     if benchmark == "tofu":
         return [
             qa_example(tokenizer, r["question"], r["answer"], max_length, chat) for r in records
@@ -84,7 +84,7 @@ def training_examples(
     data_dir: Path,
     tokenizer: Any,
     max_length: int,
-    chat: ChatFormat = PLAIN_CHAT,
+    chat: ChatFormat | None = None,
 ) -> list[Example]:
     """Tokenized training examples of one role (TOFU's in the chat format it is evaluated in)."""
     records = [r for source in role_sources(benchmark, role) for r in read_jsonl(data_dir / source)]

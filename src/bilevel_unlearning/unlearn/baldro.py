@@ -31,7 +31,7 @@ from bilevel_unlearning.unlearn import losses
 from bilevel_unlearning.unlearn.losses import LossInputs
 
 FORMS = ("dv", "group")
-DEFAULTS = {"beta_dv": 1.0, "sampling_ratio": 0.5}
+DEFAULTS = {key: losses.DEFAULTS[key] for key in ("beta_dv", "sampling_ratio")}
 
 
 def _masked_row_mean(values: Tensor, mask: Tensor) -> Tensor:

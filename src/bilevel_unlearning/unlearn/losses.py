@@ -25,20 +25,10 @@ last position, which has no next token); on MUSE's unpadded 2048-token chunks th
 difference.
 
 Registry: ``FORGET_LOSSES`` and ``RETAIN_LOSSES`` map config names to a ``LossSpec``, called as
-``spec(inputs, method_config)`` with a ``LossInputs``. What the training loop must provide:
-
-    forget  needs_reference  needs_hidden  reads from the method config
-    ga      no               no            -
-    npo     yes (logits)     no            beta, npo_form
-    simnpo  no               no            beta, delta
-    rmu     no               yes           steering_coefficient (+ inputs.control_vector)
-    retain
-    nll     no               no            -
-    kl      yes (logits)     no            kl_form
-    rmu     yes (hidden)     yes           -
-
-Keys absent from the method config take the values in ``DEFAULTS`` (the standard forms, the
-SimNPO margin 0, the RMU steering coefficient 6.5 of the WMDP paper).
+``spec(inputs, method_config)`` with a ``LossInputs``. What the training loop must provide for
+each loss (a frozen reference, hidden states, WHP's reinforced model), which method keys it
+reads and their defaults are the method catalog's (``bilevel_unlearning.methods``); this module
+attaches the functions.
 """
 
 from __future__ import annotations
@@ -51,14 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bilevel_unlearning import methods
+
 IGNORE_INDEX = -100
 
-DEFAULTS: Mapping[str, Any] = {
-    "npo_form": "sequence",
-    "kl_form": "token_distribution",
-    "delta": 0.0,
-    "steering_coefficient": 6.5,
-}
+DEFAULTS: Mapping[str, Any] = methods.defaults()
 
 
 # -- token bookkeeping ----------------------------------------------------------------------------
@@ -307,12 +294,23 @@ class LossInputs:
 
 @dataclass(frozen=True)
 class LossSpec:
-    """A loss callable by config name, with what the training loop must compute for it."""
+    """A loss callable by config name, with what the training loop must compute for it (the
+    catalog's entry)."""
 
     fn: Callable[[LossInputs, Mapping[str, Any]], Tensor]
-    needs_reference: bool
-    needs_hidden: bool
-    needs_reinforced: bool = False
+    entry: methods.LossEntry
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.entry.reference
+
+    @property
+    def needs_hidden(self) -> bool:
+        return self.entry.hidden
+
+    @property
+    def needs_reinforced(self) -> bool:
+        return self.entry.reinforced
 
     def __call__(self, inputs: LossInputs, method_config: Mapping[str, Any]) -> Tensor:
         return self.fn(inputs, method_config)
@@ -369,17 +367,31 @@ def _rmu_retain(x: LossInputs, config: Mapping[str, Any]) -> Tensor:
     return rmu_retain_loss(x.get("hidden"), x.get("ref_hidden"), x.attention_mask)
 
 
-FORGET_LOSSES: Mapping[str, LossSpec] = {
-    "ga": LossSpec(_ga, needs_reference=False, needs_hidden=False),
-    "npo": LossSpec(_npo, needs_reference=True, needs_hidden=False),
-    "simnpo": LossSpec(_simnpo, needs_reference=False, needs_hidden=False),
-    "rmu": LossSpec(_rmu_forget, needs_reference=False, needs_hidden=True),
-    "nll": LossSpec(_nll, needs_reference=False, needs_hidden=False),  # Task Vector
-    "whp": LossSpec(_whp, needs_reference=True, needs_hidden=False, needs_reinforced=True),
+FORGET_FUNCTIONS = {
+    "ga": _ga,
+    "npo": _npo,
+    "simnpo": _simnpo,
+    "rmu": _rmu_forget,
+    "nll": _nll,  # Task Vector
+    "whp": _whp,
 }
+RETAIN_FUNCTIONS = {"nll": _nll, "kl": _kl, "rmu": _rmu_retain}
 
-RETAIN_LOSSES: Mapping[str, LossSpec] = {
-    "nll": LossSpec(_nll, needs_reference=False, needs_hidden=False),
-    "kl": LossSpec(_kl, needs_reference=True, needs_hidden=False),
-    "rmu": LossSpec(_rmu_retain, needs_reference=True, needs_hidden=True),
-}
+
+def registry(
+    functions: Mapping[str, Callable[[LossInputs, Mapping[str, Any]], Tensor]],
+    catalog: Mapping[str, methods.LossEntry],
+) -> dict[str, LossSpec]:
+    """Each catalog entry with its function; a loss on one side only is an error naming it."""
+    if set(functions) != set(catalog):
+        missing = sorted(set(catalog) - set(functions))
+        extra = sorted(set(functions) - set(catalog))
+        raise RuntimeError(
+            f"losses without a function: {missing}; functions without a catalog entry: {extra} "
+            "(bilevel_unlearning/methods.py lists every loss)"
+        )
+    return {name: LossSpec(functions[name], catalog[name]) for name in catalog}
+
+
+FORGET_LOSSES: Mapping[str, LossSpec] = registry(FORGET_FUNCTIONS, methods.FORGET_LOSSES)
+RETAIN_LOSSES: Mapping[str, LossSpec] = registry(RETAIN_FUNCTIONS, methods.RETAIN_LOSSES)

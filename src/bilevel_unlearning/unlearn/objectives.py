@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from bilevel_unlearning import methods
 from bilevel_unlearning.unlearn import baldro, losses
 from bilevel_unlearning.unlearn.data import MicroBatch
 
@@ -66,8 +67,7 @@ class Objective:
     # -- which parameters move ----------------------------------------------------------------
 
     def rmu_layers(self, model: torch.nn.Module) -> list[int]:
-        count = len(decoder_layers(model))
-        return list(self.config.get("layers", [max(0, count - 3), max(0, count - 2), count - 1]))
+        return methods.rmu_layers(self.config, len(decoder_layers(model)))
 
     def trainable(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
         """All parameters, or for RMU only mlp.down_proj of the chosen layers (others frozen)

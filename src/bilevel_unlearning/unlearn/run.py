@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from bilevel_unlearning import methods
 from bilevel_unlearning.models.hf import (
     enable_activation_checkpointing,
     load_model,
@@ -27,7 +28,6 @@ from bilevel_unlearning.runtime import (
 )
 from bilevel_unlearning.unlearn.data import UnlearnData, muse_data, tofu_data, wmdp_data
 from bilevel_unlearning.unlearn.loop import LoopSettings, Unlearner
-from bilevel_unlearning.unlearn.losses import FORGET_LOSSES, RETAIN_LOSSES
 from bilevel_unlearning.unlearn.objectives import Objective
 from bilevel_unlearning.unlearn.sharding import shard
 
@@ -105,14 +105,6 @@ def loop_settings(
     )
 
 
-def needs_reference(method: Mapping[str, Any]) -> bool:
-    """Whether either loss reads the frozen copy of the starting model."""
-    specs = [FORGET_LOSSES[method["forget_loss"]]]
-    if method.get("retain_loss") is not None:
-        specs.append(RETAIN_LOSSES[method["retain_loss"]])
-    return any(spec.needs_reference for spec in specs)
-
-
 def unlearn_step(
     benchmark: str,
     method: Mapping[str, Any],
@@ -135,7 +127,7 @@ def unlearn_step(
     # FSDP: loaded on the CPU and sharded there, so no GPU ever holds the whole model
     loaded_on = torch.device("cpu") if strategy == "fsdp" else device
     model = load_model(model_dir, master_precision(precision), loaded_on)
-    reference = copy.deepcopy(model) if needs_reference(method) else None
+    reference = copy.deepcopy(model) if methods.needs_reference(method) else None
     if reference is not None:  # frozen: held in the compute dtype (bf16 under mixed)
         reference.to(compute_dtype(precision))
     if settings.get("gradient_checkpointing"):  # recompute activations in the backward pass
@@ -143,7 +135,7 @@ def unlearn_step(
     data = benchmark_data(benchmark, tokenizer, data_dir, settings)
     reinforced = (
         reinforced_model(model, data, method, settings, seed, strategy == "fsdp")
-        if FORGET_LOSSES[method["forget_loss"]].needs_reinforced
+        if methods.FORGET_LOSSES[method["forget_loss"]].reinforced
         else None
     )
     objective = Objective({**method, "seed": seed}, reference, reinforced)
