@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 SEED = 0
+REPO = Path(__file__).resolve().parents[1]
 ALL_BENCHMARKS = ("general", "muse_news", "muse_books", "tofu", "wmdp")
 
 # The `miniature` config section, shrunk. Each hazard/general relation keeps at least four facts,

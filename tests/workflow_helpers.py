@@ -1,11 +1,46 @@
-"""Shared by the workflow and multi-process tests: reading Snakemake's output, starting
-two gloo processes."""
+"""Shared by the workflow and multi-process tests: the one way they run Snakemake, reading its
+output, starting two gloo processes."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+
+from conftest import REPO
+
+
+def snakemake_command(
+    workdir: Path, *args: str, configfiles: Sequence[Path] = (), cores: int | None = 2
+) -> list[str]:
+    """The repository's workflow in `workdir` (which holds a copy of config/), the config files
+    merged over config/config.yaml in order; cores None: a profile sets them."""
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "workflow" / "Snakefile"),
+    ]
+    command += ["--directory", str(workdir)]
+    command += [] if cores is None else ["--cores", str(cores)]
+    command += [*args]
+    if configfiles:  # last: --configfile takes every file that follows
+        command += ["--configfile", *map(str, configfiles)]
+    return command
+
+
+def run_snakemake(
+    workdir: Path,
+    *args: str,
+    configfiles: Sequence[Path] = (),
+    cores: int = 2,
+    timeout: int = 1500,
+) -> subprocess.CompletedProcess:
+    """snakemake_command, run to the end; stdout and stderr captured."""
+    command = snakemake_command(workdir, *args, configfiles=configfiles, cores=cores)
+    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=timeout)
 
 
 def planned_jobs(dry_run_output: str) -> dict[str, int]:

@@ -3,7 +3,7 @@
 The values come from the config exactly as the jobs resolve them (runs.unlearn_runs, the
 method overrides, unlearn.run.loop_settings); the sources from config/paper_sources.yaml. A
 setting without a source is an error, so the document cannot silently fall behind the config;
-`tests/test_paper_settings.py` checks that the committed document equals a fresh rendering.
+`tests/unit/test_paper_settings.py` checks that the committed document equals a fresh rendering.
 
     python -m bilevel_unlearning.cli paper-settings --out docs/paper_settings.md
 """

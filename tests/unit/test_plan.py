@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from bilevel_unlearning import plan
 from bilevel_unlearning.cli import main
@@ -203,8 +204,6 @@ def test_cli_plan_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 # -- the jobs of a workflow config (the `plan` rule) ---------------------------------------------
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def paper_config() -> dict:

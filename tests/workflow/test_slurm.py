@@ -28,8 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import REPO
+from workflow_helpers import snakemake_command
 
-REPO = Path(__file__).resolve().parents[1]
 START = REPO / "scripts" / "slurm" / "start.sh"
 STOP = REPO / "scripts" / "slurm" / "stop.sh"
 STATE_DIR = Path(os.environ.get("SLURM_STATE_DIR", "/var/tmp/bilevel-unlearning-slurm"))
@@ -141,28 +142,15 @@ def slurm_run(slurm_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> 
     shutil.copytree(REPO / "config", workdir / "config")
     only = workdir / "one_benchmark.yaml"
     only.write_text(f"benchmarks: [{BENCHMARK}]\n")
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(TINY),
-        str(only),
-        "--profile",
-        str(REPO / "profiles" / "slurm"),
-        "--profile",
-        str(REPO / "tests" / "slurm_profile"),
-        "--workflow-profile",
-        "none",
-        "--",
+    profiles = ["--profile", str(REPO / "profiles" / "slurm")]
+    profiles += ["--profile", str(REPO / "tests" / "slurm_profile"), "--workflow-profile", "none"]
+    targets = [
         "results/sanity_report.json",
         f"results/{BENCHMARK}/unlearn/{_first_run()}/train_log.jsonl",
         "paper_figures/table_3_tofu.csv",
     ]
+    command = snakemake_command(workdir, *profiles, configfiles=(TINY, only), cores=None)
+    command += ["--", *targets]
     begin = time.monotonic()
     with (workdir / "snakemake.out").open("w") as out:
         try:

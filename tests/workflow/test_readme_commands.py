@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from workflow_helpers import planned_jobs
-
-REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.workflow
 

@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from workflow_helpers import planned_jobs
+from conftest import REPO
+from workflow_helpers import planned_jobs, run_snakemake, snakemake_command
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = REPO / "tests" / "config" / "tiny.yaml"
 
 pytestmark = pytest.mark.workflow
@@ -41,20 +40,7 @@ def snakemake(
     workdir: Path, *args: str, overrides: tuple[Path, ...] = ()
 ) -> subprocess.CompletedProcess:
     """Run the workflow in workdir with the tiny config, then the override files, merged."""
-    command = [
-        *SNAKEMAKE,
-        "--snakefile",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(TINY),
-        *map(str, overrides),
-        "--cores",
-        "2",
-        *args,
-    ]
-    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=1500)
+    return run_snakemake(workdir, *args, configfiles=(TINY, *overrides))
 
 
 @pytest.fixture(scope="module")
@@ -394,9 +380,7 @@ def kill_after_first_checkpoint(workdir: Path, run: Path) -> None:
     import signal
     import time
 
-    command = [*SNAKEMAKE, "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory"]
-    command += [str(workdir), "--configfile", str(REPO / "tests" / "config" / "tiny.yaml")]
-    command += ["--cores", "2"]
+    command = snakemake_command(workdir, configfiles=(TINY,))
     job = subprocess.Popen(
         command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,

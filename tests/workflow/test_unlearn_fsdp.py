@@ -21,7 +21,7 @@ from workflow_helpers import run_two_gloo_processes
 
 from bilevel_unlearning.unlearn.loop import checkpoint_folder, epoch_folder
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # the workers and their fixtures
 
 pytestmark = pytest.mark.workflow  # several processes: not in `make test-fast`
 

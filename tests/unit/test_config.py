@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import REPO
 
 from bilevel_unlearning.config import (
     ConfigError,
@@ -18,8 +19,6 @@ from bilevel_unlearning.config import (
     load_schema,
     validate_config,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")

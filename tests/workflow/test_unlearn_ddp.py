@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from unlearn_fixtures import tiny_model, unlearner
 from workflow_helpers import run_two_gloo_processes
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # the workers and their fixtures
 
 pytestmark = pytest.mark.workflow  # several processes: not in `make test-fast`
 

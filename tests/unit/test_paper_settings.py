@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from conftest import REPO
 
 from bilevel_unlearning import paper_settings
 from bilevel_unlearning.io import read_yaml
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def sources() -> dict:

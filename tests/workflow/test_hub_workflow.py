@@ -6,15 +6,12 @@ real run before any job, a target built from a downloaded base by finetune_model
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from workflow_helpers import planned_jobs
+from conftest import REPO
+from workflow_helpers import planned_jobs, run_snakemake
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 MINIATURE_ONLY = {"train_tokenizer", "pretrain_base", "finetune_model", "sanity_report"}
 
 pytestmark = pytest.mark.workflow
@@ -29,21 +26,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def snakemake(workdir: Path, *args: str, overrides: tuple[Path, ...] = ()) -> tuple[int, str]:
     """Snakemake in workdir with config/paper.yaml, then the override files, merged."""
-    command = [
-        *SNAKEMAKE,
-        "--snakefile",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--cores",
-        "1",
-        "--printshellcmds",
-        *args,
-        "--configfile",  # last: it takes every file that follows
-        str(REPO / "config" / "paper.yaml"),
-        *map(str, overrides),
-    ]
-    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=600)
+    configfiles = (REPO / "config" / "paper.yaml", *overrides)
+    done = run_snakemake(
+        workdir, "--printshellcmds", *args, configfiles=configfiles, cores=1, timeout=600
+    )
     return done.returncode, done.stdout + done.stderr
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
 from bilevel_unlearning.runs import (
     attack_names,
@@ -23,8 +23,6 @@ from bilevel_unlearning.runs import (
     table_epoch,
     unlearn_runs,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
