@@ -6,9 +6,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bilevel_unlearning import metric_catalog as catalog
 from bilevel_unlearning.report.figures import metric_at, new_figure, save_figure, shared_legend
 from bilevel_unlearning.report.style import ARROWS, REFERENCE_COLOUR, display
-from bilevel_unlearning.report.tables import MUSE_COLUMNS
+from bilevel_unlearning.report.tables import references
 
 Point = tuple[str, float, str]  # (method, gamma, run)
 
@@ -30,18 +31,19 @@ def plot_gamma(
     out: Path,
 ) -> list[str]:
     """Four panels (VerbMem, KnowMem forget, PrivLeak, KnowMem retain) against gamma."""
-    figure, axes = new_figure(len(MUSE_COLUMNS), height=1.6, columns=2.0)
-    for ax, (name, title, direction) in zip(axes, MUSE_COLUMNS, strict=True):
+    figure, axes = new_figure(len(catalog.MUSE_TABLE), height=1.6, columns=2.0)
+    for ax, name in zip(axes, catalog.MUSE_TABLE, strict=True):
         for method, grid in by_method(points).items():
             gammas = [g for g, _ in grid]
             values = [metric_at(results, benchmark, run, epoch, name) for _, run in grid]
             ax.plot(gammas, values, marker="o", label=display(method), color=colours[method])
-        for reference, style in (("target", "--"), ("retrain", ":")):
+        for reference, style in zip(references("muse"), ("--", ":"), strict=True):
             value = metric_at(results, benchmark, reference, 0, name)
             ax.axhline(value, color=REFERENCE_COLOUR, linestyle=style, label=display(reference))
         ax.set_xscale("log", base=2)
         ax.set_xlabel(r"$\gamma$")
-        ax.set_title(f"{title} {ARROWS[direction]}")
+        metric = catalog.METRICS[name]
+        ax.set_title(f"{metric.label} {ARROWS[metric.direction]}")
     labels = shared_legend(figure, axes)
     save_figure(figure, out)
     return labels

@@ -10,9 +10,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bilevel_unlearning import metric_catalog as catalog
 from bilevel_unlearning.report.figures import integer_ticks, new_figure, save_figure, shared_legend
 from bilevel_unlearning.report.style import ARROWS, REFERENCE_COLOUR, display
-from bilevel_unlearning.report.tables import BENCHMARK_LABELS, METRIC_FORMATS
+from bilevel_unlearning.report.tables import BENCHMARK_LABELS
 from bilevel_unlearning.runs import NO_ATTACK, ORACLE_ROLE
 
 
@@ -22,7 +23,7 @@ def relearning_panels(benchmark: str, topics: Sequence[str]) -> tuple[str, ...]:
     if family == "muse":
         return ("knowmem_forget",)
     if family == "wmdp":
-        return tuple(f"wmdp_{t}_acc" for t in topics)
+        return catalog.wmdp_table(topics)[:-1]  # the topics, not MMLU
     return ("forget_Q_A_Prob",)
 
 
@@ -60,10 +61,10 @@ def plot_relearning(
     figure, axes = new_figure(len(panels), height=1.8, columns=min(2.0, 0.8 * len(panels)))
     for ax, (benchmark, name) in zip(axes, panels, strict=True):
         xs = [0, *steps[benchmark]]
-        head, direction, scale, _ = METRIC_FORMATS[name]
+        metric = catalog.METRICS[name]
         for row, epoch in rows[benchmark]:
             points = curve(results, benchmark, row, epoch, steps[benchmark], name)
-            ys = [scale * y for y in points]
+            ys = [metric.scale * y for y in points]
             method = row.split("-")[0]
             if row in references.get(benchmark, ()):
                 colour, style = REFERENCE_COLOUR, ":" if method in ORACLE_ROLE.values() else "--"
@@ -73,7 +74,8 @@ def plot_relearning(
         ax.set_xlabel("relearning steps")
         integer_ticks(ax)
         ax.set_xticks(xs)
-        ax.set_title(f"{BENCHMARK_LABELS.get(benchmark, benchmark)}: {head} {ARROWS[direction]}")
+        title = f"{metric.label} {ARROWS[metric.direction]}"
+        ax.set_title(f"{BENCHMARK_LABELS.get(benchmark, benchmark)}: {title}")
     labels = shared_legend(figure, axes)
     save_figure(figure, out)
     return labels

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bilevel_unlearning import metric_catalog as catalog
 from bilevel_unlearning.report.figures import (
     integer_ticks,
     metric_at,
@@ -13,14 +14,14 @@ from bilevel_unlearning.report.figures import (
     save_figure,
     shared_legend,
 )
-from bilevel_unlearning.report.style import REFERENCE_COLOUR, display
+from bilevel_unlearning.report.style import ARROWS, REFERENCE_COLOUR, display
+from bilevel_unlearning.runs import ORACLE_ROLE, START_ROLE
 
 PANELS = {
-    "muse": (("knowmem_forget", "KnowMem D_f ↓"), ("knowmem_retain", "KnowMem D_r ↑")),
-    "tofu": (("forget_quality", "Forget quality ↑"), ("model_utility", "Model utility ↑")),
-    "wmdp": (("wmdp_bio_acc", "WMDP-Bio ↓"), ("mmlu_acc", "MMLU ↑")),
+    "muse": ("knowmem_forget", "knowmem_retain"),
+    "tofu": ("forget_quality", "model_utility"),
+    "wmdp": ("wmdp_bio_acc", "mmlu_acc"),
 }
-START = {"muse": "target", "tofu": "full", "wmdp": "original"}
 
 
 def plot_trajectories(
@@ -36,20 +37,22 @@ def plot_trajectories(
     family = benchmark.split("_")[0]
     panels = PANELS[family]
     figure, axes = new_figure(len(panels), height=1.8, columns=2.0)
-    start = START[family] + suffix
-    for ax, (name, title) in zip(axes, panels, strict=True):
+    start = START_ROLE[family] + suffix
+    for ax, name in zip(axes, panels, strict=True):
         for method in methods:
             xs = [0, *epochs]
             ys = [metric_at(results, benchmark, start, 0, name)]
             ys += [metric_at(results, benchmark, method + suffix, e, name) for e in epochs]
             ax.plot(xs, ys, marker="o", label=display(method), color=colours[method])
         if family == "muse":
-            oracle = metric_at(results, benchmark, "retrain", 0, name)
-            ax.axhline(oracle, color=REFERENCE_COLOUR, linestyle=":", label=display("retrain"))
+            oracle = ORACLE_ROLE[family]
+            value = metric_at(results, benchmark, oracle, 0, name)
+            ax.axhline(value, color=REFERENCE_COLOUR, linestyle=":", label=display(oracle))
         ax.set_xlabel("epoch")
         integer_ticks(ax)
         ax.set_xticks([0, *epochs])
-        ax.set_title(title)
+        metric = catalog.METRICS[name]
+        ax.set_title(f"{metric.label} {ARROWS[metric.direction]}")
     labels = shared_legend(figure, axes)
     save_figure(figure, out)
     return labels

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bilevel_unlearning import metric_catalog as catalog
 from bilevel_unlearning.io import read_json, sha256_file, write_json, write_text
 
 
@@ -75,20 +76,10 @@ def verify_manifest(manifest_path: Path) -> list[str]:
 
 
 def tolerance(column: str, row: str = "") -> tuple[float, bool]:
-    """(absolute tolerance, compare in log10) for a cell of a table CSV: its column's metric,
+    """(absolute tolerance, compare in log10) for a cell of a table CSV: its column's metric's,
     or its row's where a row names one (T4's `benchmark:row:metric`, the same tolerance for
-    the attacked value and its change).
-
-    Stated tolerances for a fresh run on another CPU of the same kind: float rounding may flip a
-    few greedy tokens, which moves a ROUGE-based x100 metric by a few points at most; KS-test
-    p-values span orders of magnitude, so they are compared as log10.
-    """
-    metric = row.rsplit(":", 1)[-1] if ":" in row else column.split(":")[-1]
-    if metric == "forget_quality":
-        return 1.0, True
-    if metric in ("verbmem_forget", "knowmem_forget", "knowmem_retain", "privleak"):
-        return 5.0, False
-    return 0.05, False
+    the attacked value and its change); the metric catalog states them."""
+    return catalog.tolerance(row.rsplit(":", 1)[-1] if ":" in row else column.split(":")[-1])
 
 
 def read_table_csv(path: Path) -> dict[tuple[str, str], float | None]:

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bilevel_unlearning import metric_catalog as catalog
 from bilevel_unlearning.io import read_json, write_text
 from bilevel_unlearning.report.style import ARROWS, display
-from bilevel_unlearning.runs import NO_ATTACK
+from bilevel_unlearning.runs import NO_ATTACK, ORACLE_ROLE, START_ROLE
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,17 @@ class Column:
     direction: str  # down | up | zero
     scale: float = 1.0
     digits: int = 1
+
+
+def column(group: str, name: str) -> Column:
+    """A column showing a catalog metric of one group's results."""
+    metric = catalog.METRICS[name]
+    return Column(group, name, metric.label, metric.direction, metric.scale, metric.digits)
+
+
+def references(family: str) -> list[str]:
+    """A benchmark family's reference rows: the start model, then the oracle (if any)."""
+    return [role for role in (START_ROLE[family], ORACLE_ROLE[family]) if role]
 
 
 @dataclass(frozen=True)
@@ -56,34 +68,6 @@ class Table:
         return formatted(self.values.get((row, column)), scale, digits)
 
 
-MUSE_COLUMNS = (
-    ("verbmem_forget", "VerbMem D_f", "down"),
-    ("knowmem_forget", "KnowMem D_f", "down"),
-    ("privleak", "PrivLeak", "zero"),
-    ("knowmem_retain", "KnowMem D_r", "up"),
-)
-WMDP_COLUMNS = (
-    ("wmdp_bio_acc", "WMDP-Bio", "down"),
-    ("wmdp_cyber_acc", "WMDP-Cyber", "down"),
-    ("mmlu_acc", "MMLU", "up"),
-)
-TOFU_COLUMNS = (
-    ("forget_quality", "Forget quality", "up", 1.0, 3),
-    ("model_utility", "Model utility", "up", 1.0, 3),
-    ("forget_truth_ratio", "Forget truth ratio", "up", 1.0, 3),
-    ("forget_Q_A_Prob", "Forget Q-A Prob", "down", 1.0, 3),
-    ("forget_Q_A_ROUGE", "Forget Q-A ROUGE", "down", 1.0, 3),
-)
-MIA_COLUMNS = tuple(
-    (f"privleak_{slug}", name, "zero")
-    for name, slug in (
-        ("PPL", "ppl"),
-        ("PPL/lower", "ppl_lower"),
-        ("PPL/zlib", "ppl_zlib"),
-        *((f"Min-{k}%", f"min_{k}") for k in (5, 10, 20, 30, 40, 50, 60)),
-        ("Min-40%++", "min_40_plus_plus"),
-    )
-)
 CORPUS = {"muse_news": "News", "muse_books": "Books"}
 
 
@@ -266,15 +250,11 @@ def muse_table(
     with its own evaluated epoch (MUSE's Task Vector and SimNPO: the last) reports that one.
     mia: the supplementary table S1 instead, the PrivLeak of every membership score."""
     corpora = [b for b in CORPUS if any(key[0] == b for key in results)]
-    columns = tuple(
-        Column(CORPUS[b], name, head, direction)
-        for b in corpora
-        for name, head, direction in (MIA_COLUMNS if mia else MUSE_COLUMNS)
-    )
+    names = catalog.MUSE_MIA_TABLE if mia else catalog.MUSE_TABLE
+    columns = tuple(column(CORPUS[b], name) for b in corpora for name in names)
     groups = {CORPUS[b]: (b, "", epochs[b]) for b in corpora}
-    rows, values = _rows_and_values(
-        results, groups, ["target", "retrain"], methods, columns, method_epochs
-    )
+    refs = references("muse")
+    rows, values = _rows_and_values(results, groups, refs, methods, columns, method_epochs)
     chosen = ", ".join(f"{CORPUS[b]} epoch {epochs[b]}" for b in corpora)
     own = sorted(
         {f"{m} epoch {e}" for b in corpora for m, e in (method_epochs or {}).get(b, {}).items()}
@@ -292,29 +272,27 @@ def muse_table(
             "Min-K% AUC gap to the retrain oracle in %."
         )
     name = "table_s1_muse_mia" if mia else "table_1_muse"
-    return Table(name, caption, columns, rows, frozenset({"target", "retrain"}), values)
+    return Table(name, caption, columns, rows, frozenset(refs), values)
 
 
 def wmdp_table(
     results: Mapping, methods: Sequence[str], epoch: int, topics: Sequence[str]
 ) -> Table:
     """T2: accuracy x100 on each evaluated topic and on MMLU; a left-out topic is noted."""
-    kept = [c for c in WMDP_COLUMNS if c[0] == "mmlu_acc" or c[0].split("_")[1] in topics]
-    columns = tuple(Column("WMDP", name, head, d, 100.0) for name, head, d in kept)
-    rows, values = _rows_and_values(
-        results, {"WMDP": ("wmdp", "", epoch)}, ["original"], methods, columns
-    )
+    columns = tuple(column("WMDP", name) for name in catalog.wmdp_table(topics))
+    refs = references("wmdp")
+    rows, values = _rows_and_values(results, {"WMDP": ("wmdp", "", epoch)}, refs, methods, columns)
     notes = tuple(
-        f"WMDP-{t.capitalize()} is not evaluated: the topic is left out (config wmdp.topics)."
-        for t in ("bio", "cyber")
-        if t not in topics
+        f"{label} is not evaluated: the topic is left out (config wmdp.topics)."
+        for topic, label in catalog.WMDP_TOPIC_LABELS.items()
+        if topic not in topics
     )
     return Table(
         "table_2_wmdp",
         f"WMDP (epoch {epoch}): zero-shot accuracy x100 (lm-eval).",
         columns,
         rows,
-        frozenset({"original"}),
+        frozenset(refs),
         values,
         notes,
     )
@@ -324,42 +302,23 @@ def tofu_table(
     results: Mapping, methods: Sequence[str], epoch: int, splits: Sequence[str]
 ) -> Table:
     """T3: every forget split side by side; Finetuned and Retain first."""
-    columns = tuple(
-        Column(split, name, head, d, scale, digits)
-        for split in splits
-        for name, head, d, scale, digits in TOFU_COLUMNS
-    )
+    columns = tuple(column(split, name) for split in splits for name in catalog.TOFU_TABLE)
     groups = {split: ("tofu", f"-{split}", epoch) for split in splits}
-    rows, values = _rows_and_values(results, groups, ["full", "retain"], methods, columns)
+    refs = references("tofu")
+    rows, values = _rows_and_values(results, groups, refs, methods, columns)
     return Table(
         "table_3_tofu",
         f"TOFU (epoch {epoch}): forget quality is the KS-test p-value against the retain oracle.",
         columns,
         rows,
-        frozenset({"full", "retain"}),
+        frozenset(refs),
         values,
     )
 
 
 # ------------------------------------------------------------------ T4: robustness
 
-# metric -> (header, direction, scale, digits), as tables T1-T3 show it
-METRIC_FORMATS = {
-    **{name: (head, d, 1.0, 1) for name, head, d in MUSE_COLUMNS},
-    **{name: (head, d, 100.0, 1) for name, head, d in WMDP_COLUMNS},
-    **{name: (head, d, scale, digits) for name, head, d, scale, digits in TOFU_COLUMNS},
-}
 BENCHMARK_LABELS = {"muse_news": "News", "muse_books": "Books", "tofu": "TOFU", "wmdp": "WMDP"}
-
-
-def robustness_metrics(benchmark: str, topics: Sequence[str]) -> tuple[str, ...]:
-    """The metrics an attack is read on: what unlearning removes (first) and the utility kept."""
-    family = benchmark.split("_")[0]
-    if family == "muse":
-        return ("verbmem_forget", "knowmem_forget", "knowmem_retain")
-    if family == "wmdp":
-        return (*(f"wmdp_{t}_acc" for t in topics), "mmlu_acc")
-    return ("forget_Q_A_Prob", "forget_Q_A_ROUGE", "model_utility")
 
 
 def attack_label(attack: str) -> str:
@@ -390,15 +349,15 @@ def robustness_table(
     values: dict[tuple[str, Column], float | None] = {}
     for benchmark, attacked in rows.items():
         for row, epoch in attacked:
-            for name in robustness_metrics(benchmark, topics):
-                head, direction, scale, digits = METRIC_FORMATS[name]
+            for name in catalog.robustness_metrics(benchmark, topics):
+                spec = catalog.METRICS[name]
                 key = f"{benchmark}:{row}:{name}"
                 keys.append(key)
                 labels[key] = (
                     f"{BENCHMARK_LABELS.get(benchmark, benchmark)} · {display(row)}"
-                    f" · {head} {ARROWS[direction]}"
+                    f" · {spec.label} {ARROWS[spec.direction]}"
                 )
-                formats[key] = (scale, digits)
+                formats[key] = (spec.scale, spec.digits)
                 if row in references.get(benchmark, ()):
                     reference_keys.add(key)
                 plain = metric(results.get((benchmark, row, epoch, NO_ATTACK)), name)

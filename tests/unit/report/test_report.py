@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bilevel_unlearning import metric_catalog as catalog
 from bilevel_unlearning.report import tables
 from bilevel_unlearning.report.fig_gamma import plot_gamma
 from bilevel_unlearning.report.fig_geometry import plot_geometry
@@ -26,7 +27,7 @@ MUSE = {
 
 
 def muse_record(row: str, epoch: int, values: tuple[float, ...], benchmark: str = "muse_news"):
-    names = [name for name, _, _ in tables.MUSE_COLUMNS]
+    names = list(catalog.MUSE_TABLE)
     return {
         "benchmark": benchmark,
         "run": row,

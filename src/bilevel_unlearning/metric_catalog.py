@@ -1,0 +1,95 @@
+"""The metric catalog: how each reported metric is labelled, read, shown and compared.
+
+One entry per metric a table or figure reports: its label, which way is better, the factor
+from the value in the result JSON to the number shown (MUSE's evaluator already reports x100,
+WMDP's accuracies are fractions shown x100), the digits shown, and the tolerance within which a
+fresh run must match the committed expected tables. Which metrics each table shows is here
+too, so tables, T4, the figures and the expected-table comparison read one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # the key in a result JSON's "metrics"
+    label: str
+    direction: str  # down | up | zero: which way is better
+    scale: float = 1.0  # shown = value in the JSON x scale
+    digits: int = 1
+    # a fresh run on another CPU of the same kind: float rounding may flip a few greedy tokens,
+    # moving a ROUGE-based x100 metric by a few points; KS p-values compare as log10
+    tolerance: float = 0.05
+    log_tolerance: bool = False
+
+
+MIA_SCORES = (
+    ("PPL", "ppl"),
+    ("PPL/lower", "ppl_lower"),
+    ("PPL/zlib", "ppl_zlib"),
+    *((f"Min-{k}%", f"min_{k}") for k in (5, 10, 20, 30, 40, 50, 60)),
+    ("Min-40%++", "min_40_plus_plus"),
+)
+WMDP_TOPIC_LABELS = {"bio": "WMDP-Bio", "cyber": "WMDP-Cyber"}
+
+
+def wmdp_metric(topic: str) -> str:
+    """The accuracy metric of a WMDP topic (its lm-eval task's result)."""
+    return f"wmdp_{topic}_acc"
+
+
+METRICS: Mapping[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("verbmem_forget", "VerbMem D_f", "down", tolerance=5.0),
+        Metric("knowmem_forget", "KnowMem D_f", "down", tolerance=5.0),
+        Metric("privleak", "PrivLeak", "zero", tolerance=5.0),
+        Metric("knowmem_retain", "KnowMem D_r", "up", tolerance=5.0),
+        *(Metric(f"privleak_{slug}", label, "zero") for label, slug in MIA_SCORES),
+        *(
+            Metric(wmdp_metric(topic), label, "down", 100.0)
+            for topic, label in WMDP_TOPIC_LABELS.items()
+        ),
+        Metric("mmlu_acc", "MMLU", "up", 100.0),
+        Metric("forget_quality", "Forget quality", "up", 1.0, 3, 1.0, log_tolerance=True),
+        Metric("model_utility", "Model utility", "up", 1.0, 3),
+        Metric("forget_truth_ratio", "Forget truth ratio", "up", 1.0, 3),
+        Metric("forget_Q_A_Prob", "Forget Q-A Prob", "down", 1.0, 3),
+        Metric("forget_Q_A_ROUGE", "Forget Q-A ROUGE", "down", 1.0, 3),
+    )
+}
+
+# The columns of each paper table, in order
+MUSE_TABLE = ("verbmem_forget", "knowmem_forget", "privleak", "knowmem_retain")
+MUSE_MIA_TABLE = tuple(f"privleak_{slug}" for _, slug in MIA_SCORES)
+TOFU_TABLE = (
+    "forget_quality",
+    "model_utility",
+    "forget_truth_ratio",
+    "forget_Q_A_Prob",
+    "forget_Q_A_ROUGE",
+)
+
+
+def wmdp_table(topics: Sequence[str]) -> tuple[str, ...]:
+    """T2's columns: each evaluated topic (in the catalog's order), then MMLU."""
+    return (*(wmdp_metric(t) for t in WMDP_TOPIC_LABELS if t in topics), "mmlu_acc")
+
+
+def robustness_metrics(benchmark: str, topics: Sequence[str]) -> tuple[str, ...]:
+    """What an attack is read on: the forget metrics (first), then the utility kept."""
+    family = benchmark.split("_")[0]
+    if family == "muse":
+        return ("verbmem_forget", "knowmem_forget", "knowmem_retain")
+    if family == "wmdp":
+        return wmdp_table(topics)
+    return ("forget_Q_A_Prob", "forget_Q_A_ROUGE", "model_utility")
+
+
+def tolerance(name: str) -> tuple[float, bool]:
+    """(absolute tolerance, compare in log10) of a metric; 0.05 for one not in the catalog."""
+    metric = METRICS.get(name)
+    return (metric.tolerance, metric.log_tolerance) if metric else (0.05, False)
