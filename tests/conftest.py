@@ -49,7 +49,7 @@ def generate_all(root: Path, seed: int = SEED, sizes: dict = SIZES) -> Path:
 
 def all_strings(root: Path) -> list[str]:
     """Every string of every JSONL file under root (what the tokenizer stage trains on)."""
-    from bilevel_unlearning.pipeline import tokenizer_texts
+    from bilevel_unlearning.models.run import tokenizer_texts
 
     return tokenizer_texts(sorted(root.rglob("*.jsonl")))
 

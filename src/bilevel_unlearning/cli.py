@@ -28,38 +28,45 @@ def _set_threads(threads: int) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from bilevel_unlearning.data import miniature
+    from bilevel_unlearning.data.run import data_step
 
-    miniature.generate(args.benchmark, args.seed, args.sizes, Path(args.out))
-    log.info("wrote the miniature %s benchmark to %s", args.benchmark, args.out)
+    data_step(benchmark=args.benchmark, seed=args.seed, sizes=args.sizes, out=Path(args.out))
 
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> None:
-    from bilevel_unlearning.pipeline import train_tokenizer_step
+    from bilevel_unlearning.models.run import train_tokenizer_step
 
-    train_tokenizer_step(args.texts, Path(args.out), args.vocab_size, args.seed)
+    train_tokenizer_step(
+        texts=args.texts, out=Path(args.out), vocab_size=args.vocab_size, seed=args.seed
+    )
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from bilevel_unlearning.pipeline import pretrain_step
+    from bilevel_unlearning.models.run import pretrain_step
 
     _set_threads(args.threads)
-    pretrain_step(Path(args.tokenizer), Path(args.corpus), Path(args.out), args.settings, args.seed)
+    pretrain_step(
+        tokenizer_dir=Path(args.tokenizer),
+        corpus=Path(args.corpus),
+        out=Path(args.out),
+        settings=args.settings,
+        seed=args.seed,
+    )
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    from bilevel_unlearning.pipeline import finetune_step
+    from bilevel_unlearning.models.run import finetune_step
 
     _set_threads(args.threads)
     finetune_step(
-        args.benchmark,
-        args.role,
-        Path(args.base),
-        Path(args.data),
-        Path(args.corpus) if args.corpus else None,
-        Path(args.out),
-        args.settings,
-        args.seed,
+        benchmark=args.benchmark,
+        role=args.role,
+        base=Path(args.base),
+        data_dir=Path(args.data),
+        corpus=Path(args.corpus) if args.corpus else None,
+        out=Path(args.out),
+        settings=args.settings,
+        seed=args.seed,
     )
 
 
@@ -68,15 +75,15 @@ def cmd_unlearn(args: argparse.Namespace) -> None:
 
     _set_threads(args.threads)
     unlearn_step(
-        args.benchmark,
-        args.method,
-        Path(args.model),
-        Path(args.data),
-        Path(args.out),
-        args.settings,
-        args.seed,
-        args.precision,
-        args.strategy,
+        benchmark=args.benchmark,
+        method=args.method,
+        model_dir=Path(args.model),
+        data_dir=Path(args.data),
+        out=Path(args.out),
+        settings=args.settings,
+        seed=args.seed,
+        precision=args.precision,
+        strategy=args.strategy,
     )
 
 
@@ -85,18 +92,18 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     _set_threads(args.threads)
     evaluate_step(
-        args.benchmark,
-        args.run,
-        args.epoch,
-        Path(args.model),
-        Path(args.data),
-        Path(args.out),
-        args.settings,
-        Path(args.reference) if args.reference else None,
-        args.seed,
-        args.precision,
-        args.source,
-        args.attack,
+        benchmark=args.benchmark,
+        run=args.run,
+        epoch=args.epoch,
+        model_dir=Path(args.model),
+        data=Path(args.data),
+        out=Path(args.out),
+        settings=args.settings,
+        reference=Path(args.reference) if args.reference else None,
+        seed=args.seed,
+        precision=args.precision,
+        source=args.source,
+        attack=args.attack,
     )
 
 
@@ -117,12 +124,10 @@ def cmd_attack(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from bilevel_unlearning.report.build import build_figure, build_table
+    from bilevel_unlearning.report.run import report_step
 
-    if args.table:
-        build_table(args.table, args.inputs, args.settings, Path(args.out))
-    else:
-        build_figure(args.figure, args.inputs, args.settings, Path(args.out))
+    name = args.table or args.figure
+    report_step(name=name, inputs=args.inputs, settings=args.settings, out=Path(args.out))
 
 
 def cmd_check_config(args: argparse.Namespace) -> None:
@@ -174,15 +179,21 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_sanity(args: argparse.Namespace) -> None:
-    from bilevel_unlearning.sanity import sanity_step
+    from bilevel_unlearning.sanity.run import sanity_step
 
     _set_threads(args.threads)
     settings = {**args.settings, "base": args.base}
-    sanity_step(args.benchmark, Path(args.data), Path(args.models), Path(args.out), settings)
+    sanity_step(
+        benchmark=args.benchmark,
+        data=Path(args.data),
+        models=Path(args.models),
+        out=Path(args.out),
+        settings=settings,
+    )
 
 
 def cmd_sanity_report(args: argparse.Namespace) -> None:
-    from bilevel_unlearning.sanity import report_step
+    from bilevel_unlearning.sanity.run import report_step
 
     report_step([Path(p) for p in args.inputs], Path(args.json), Path(args.markdown))
 
@@ -191,29 +202,22 @@ def cmd_sanity_report(args: argparse.Namespace) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    from bilevel_unlearning.data import hub
+    from bilevel_unlearning.data.run import download_step
 
-    try:
-        if args.what == "model":
-            if not args.repo:
-                raise SystemExit("download --what model needs --repo")
-            result = hub.download_model(args.repo, Path(args.out), args.revision, args.tokenizer)
-            log.info("downloaded %s at %s into %s", args.repo, result["commit"], args.out)
-            return
-        if not args.benchmark:
-            raise SystemExit("download --what data needs --benchmark")
-        source = hub.MirrorSource(Path(args.mirror)) if args.mirror else None
-        hub.download_benchmark(
-            args.benchmark,
-            Path(args.out),
-            args.datasets,
-            args.topics,
-            args.bio_forget_file,
-            source,
-        )
-        log.info("wrote the %s benchmark from the hub to %s", args.benchmark, args.out)
-    except hub.DownloadError as exc:  # a message for the user, not a traceback
-        raise SystemExit(f"error: {exc}") from None
+    model = None
+    if args.what == "model":
+        if not args.repo:
+            raise SystemExit("download --what model needs --repo")
+        model = {"repo": args.repo, "revision": args.revision, "tokenizer": args.tokenizer}
+    download_step(
+        benchmark=args.benchmark,
+        out=Path(args.out),
+        datasets=args.datasets,
+        topics=args.topics,
+        bio_forget_file=args.bio_forget_file,
+        mirror=Path(args.mirror) if args.mirror else None,
+        model=model,
+    )
 
 
 def cmd_paper_settings(args: argparse.Namespace) -> None:

@@ -220,7 +220,7 @@ REPORT_CODE = Path(bilevel_unlearning.__file__).parent / "report"
 
 def report_code(*modules):
     """A report's code files: its own modules and those every report shares."""
-    shared = ("build.py", "figures.py", "style.py", "tables.py")
+    shared = ("run.py", "figures.py", "style.py", "tables.py")
     return [str(REPORT_CODE / m) for m in (*shared, *modules)]
 
 

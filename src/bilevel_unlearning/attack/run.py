@@ -14,33 +14,17 @@ import torch
 
 from bilevel_unlearning.attack.quantize import bitsandbytes_config, quantize_model
 from bilevel_unlearning.attack.relearn import relearn, relearn_examples
-from bilevel_unlearning.io import atomic_path, sha256_file
+from bilevel_unlearning.io import atomic_path
 from bilevel_unlearning.models.hf import (
     PROVENANCE_FILE,
     load_model,
     load_tokenizer,
     save_model,
-    weight_files,
 )
 from bilevel_unlearning.models.recipes import forget_sources
+from bilevel_unlearning.provenance import attack_provenance
 
 log = logging.getLogger(__name__)
-
-
-def attack_provenance(
-    model_dir: Path, data_files: list[Path], settings: Mapping[str, Any], seed: int, **extra: Any
-) -> dict[str, Any]:
-    """What made an attacked model: the attacked weights' and data files' SHA-256, the
-    attack's settings and seed."""
-    return {
-        "attacked_model": str(model_dir),
-        "attacked_sha256": {p.name: sha256_file(p) for p in weight_files(model_dir)},
-        "inputs": {str(p): sha256_file(p) for p in data_files},
-        "settings": dict(settings),
-        "seed": seed,
-        "torch": torch.__version__,
-        **extra,
-    }
 
 
 def bitsandbytes_folder(model_dir: Path, out: Path, bits: int, record: dict[str, Any]) -> None:

@@ -7,69 +7,17 @@ provenance a reviewer needs to tie a number to code, config, software, hardware 
 from __future__ import annotations
 
 import logging
-import os
-import platform
-import subprocess
 from collections.abc import Mapping
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bilevel_unlearning.io import read_json, sha256_file, write_json
-from bilevel_unlearning.models.hf import load_model, load_tokenizer, weight_files
-from bilevel_unlearning.runtime import compute_device, device_name
+from bilevel_unlearning.io import read_json, write_json
+from bilevel_unlearning.models.hf import load_model, load_tokenizer
+from bilevel_unlearning.provenance import evaluation_provenance
 
 log = logging.getLogger(__name__)
-CONFIG_HASH_VARIABLE = "BILEVEL_CONFIG_SHA256"  # set by the workflow for every job
-PACKAGES = ("torch", "transformers", "lm_eval", "rouge_score", "scipy", "snakemake")
-
-
-def git_state() -> dict[str, Any]:
-    """The commit of the code that ran, and whether it had uncommitted changes."""
-    here = Path(__file__).parent
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(here), *args], capture_output=True, text=True, timeout=30
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
-
-
-def package_versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:  # recorded as absent, not fatal
-            found[name] = None
-    return found
-
-
-def evaluation_provenance(
-    model_dir: Path, data_files: list[Path], settings: Mapping[str, Any], seed: int, precision: str
-) -> dict[str, Any]:
-    return {
-        "git": git_state(),
-        "config_sha256": os.environ.get(CONFIG_HASH_VARIABLE),
-        "settings": dict(settings),
-        "seed": seed,
-        "precision": precision,
-        "device": device_name(compute_device()),
-        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-        "packages": package_versions(),
-        "python": platform.python_version(),
-        "model": str(model_dir),
-        "model_sha256": {p.name: sha256_file(p) for p in weight_files(model_dir)},
-        "data_sha256": {str(p): sha256_file(p) for p in data_files},
-    }
 
 
 def require_file(path: Path, made_by: str) -> None:
@@ -139,6 +87,7 @@ def benchmark_metrics(
 
 
 def evaluate_step(
+    *,
     benchmark: str,
     run: str,
     epoch: int,

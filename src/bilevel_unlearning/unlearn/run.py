@@ -19,7 +19,7 @@ from bilevel_unlearning.models.hf import (
     write_model_folder,
 )
 from bilevel_unlearning.models.train import ChatFormat, train_causal_lm
-from bilevel_unlearning.pipeline import provenance
+from bilevel_unlearning.provenance import provenance
 from bilevel_unlearning.runtime import (
     MIXED_COMPUTE,
     compute_device,
@@ -106,6 +106,7 @@ def loop_settings(
 
 
 def unlearn_step(
+    *,
     benchmark: str,
     method: Mapping[str, Any],
     model_dir: Path,

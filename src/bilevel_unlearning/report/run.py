@@ -93,3 +93,14 @@ def build_figure(name: str, inputs: Sequence[str], settings: Mapping[str, Any], 
         )
     else:
         raise ValueError(f"unknown figure {name!r}")
+
+
+def report_step(
+    *, name: str, inputs: Sequence[str], settings: Mapping[str, Any], out: Path
+) -> None:
+    """One table (table_*: CSV, Markdown, LaTeX) or figure (figure_*: PDF, PNG) of
+    paper_figures/, at out with each suffix."""
+    if name.startswith("table_"):
+        build_table(name, inputs, settings, out)
+    else:
+        build_figure(name, inputs, settings, out)

@@ -129,7 +129,7 @@ PROBES = {"muse_news": probe_muse, "muse_books": probe_muse, "tofu": probe_tofu,
 
 
 def sanity_step(
-    benchmark: str, data: Path, models: Path, out: Path, settings: Mapping[str, Any]
+    *, benchmark: str, data: Path, models: Path, out: Path, settings: Mapping[str, Any]
 ) -> None:
     result = {"benchmark": benchmark, **PROBES[benchmark](data, models, settings)}
     write_json(out, result)

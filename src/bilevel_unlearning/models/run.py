@@ -7,14 +7,13 @@ seed, the settings and the SHA-256 of every file it was made from.
 from __future__ import annotations
 
 import logging
-import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bilevel_unlearning.io import atomic_path, read_jsonl, sha256_file, write_json
+from bilevel_unlearning.io import atomic_path, read_jsonl, write_json
 from bilevel_unlearning.models.hf import (
     load_model,
     load_tokenizer,
@@ -25,27 +24,10 @@ from bilevel_unlearning.models.hf import (
 from bilevel_unlearning.models.recipes import role_sources, training_examples
 from bilevel_unlearning.models.tokenizer import train_tokenizer
 from bilevel_unlearning.models.train import ChatFormat, Example, text_example, train_causal_lm
+from bilevel_unlearning.provenance import provenance
 from bilevel_unlearning.runtime import compute_device
 
 log = logging.getLogger(__name__)
-
-
-def provenance(
-    seed: int, settings: Mapping[str, Any], inputs: Sequence[Path], **extra: Any
-) -> dict[str, Any]:
-    """What made an output: seed, settings, input checksums, software and machine."""
-    import transformers
-
-    return {
-        "seed": seed,
-        "settings": dict(settings),
-        "inputs": {str(p): sha256_file(p) for p in inputs},
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        **extra,
-    }
 
 
 def _texts(paths: Sequence[str | Path]) -> list[str]:
@@ -65,7 +47,7 @@ def tokenizer_texts(paths: Sequence[str | Path]) -> list[str]:
     return texts
 
 
-def train_tokenizer_step(texts: Sequence[str], out: Path, vocab_size: int, seed: int) -> None:
+def train_tokenizer_step(*, texts: Sequence[str], out: Path, vocab_size: int, seed: int) -> None:
     tokenizer = train_tokenizer(tokenizer_texts(texts), vocab_size)
     with atomic_path(out) as tmp:
         tokenizer.save_pretrained(tmp)
@@ -107,7 +89,7 @@ def _train(
 
 
 def pretrain_step(
-    tokenizer_dir: Path, corpus: Path, out: Path, settings: Mapping[str, Any], seed: int
+    *, tokenizer_dir: Path, corpus: Path, out: Path, settings: Mapping[str, Any], seed: int
 ) -> None:
     """Train the base model from scratch on the general corpus."""
     _set_seed(seed)
@@ -120,6 +102,7 @@ def pretrain_step(
 
 
 def finetune_step(
+    *,
     benchmark: str,
     role: str,
     base: Path,
