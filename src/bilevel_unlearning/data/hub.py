@@ -1,40 +1,46 @@
 """Download stage: the real benchmarks and models from the Hugging Face hub, in our layout.
 
-Three layers, so the same conversion runs on hub data and on local files shaped like it:
+What each benchmark downloads (its splits, the WMDP topics, the gated bio corpus) and the
+writers: fetch, convert, check against the layout, write atomically with provenance. The
+layers it builds on, so the same conversion runs on hub data and on local files shaped like it:
 
-- converters: pure functions from hub-shaped records (dicts with the hub's field names) to the
-  records of one file of ``layout.py``;
-- sources: where hub-shaped records come from. ``HubSource`` reads the hub's parquet conversion
-  (branch ``refs/convert/parquet``: one uniform ``{config}/{split}/*.parquet`` layout for every
-  dataset, whatever format its main branch uses) and falls back to ``datasets.load_dataset``
-  when a split has no conversion; ``MirrorSource`` reads a local folder laid out like that
-  branch (an offline mirror, and the tests);
-- writers: fetch, convert, check against the layout, write atomically; every hub call goes
-  through ``with_retries`` (backoff on network errors, 429 and 5xx; none on 401/403/404).
-  The WMDP download also writes lm-eval task files (``tasks/wmdp_bio.yaml``, ...) over the
-  downloaded questions, so evaluation runs lm-eval without reaching the hub.
-
-The token is read from ``HF_TOKEN`` only, handed to the hub client per call, and never logged,
-stored on an object, or written into provenance; error texts pass through ``redact``.
+- ``hub_client.py``: the only code that talks to the hub (errors, token hygiene, retries);
+- ``hub_sources.py``: where hub-shaped records come from (the hub's parquet branch, a local
+  mirror) and the converters from them to the records of one file of ``layout.py``;
+- ``lm_eval_tasks.py``: the lm-eval task files over the downloaded questions (the WMDP
+  download writes ``tasks/wmdp_bio.yaml``, ...), so evaluation never reaches the hub.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import os
-import re
 import shutil
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from bilevel_unlearning.data import layout
+from bilevel_unlearning.data.hub_client import (
+    DownloadError,
+    GatedDataError,
+    HfHubClient,
+    HubClient,
+    RetryPolicy,
+    with_retries,
+)
+from bilevel_unlearning.data.hub_sources import (
+    HubSource,
+    Records,
+    Source,
+    nonempty_text,
+    select_fields,
+    tofu_records,
+)
+from bilevel_unlearning.data.lm_eval_tasks import check_topics, task_files, write_lm_eval_tasks
 from bilevel_unlearning.io import (
     atomic_path,
     read_jsonl,
@@ -42,13 +48,11 @@ from bilevel_unlearning.io import (
     sha256_tree,
     write_json,
     write_jsonl,
-    write_text,
 )
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Records = list[dict[str, Any]]
 
 PARQUET_BRANCH = "refs/convert/parquet"
 PROVENANCE_FILE = "provenance.json"
@@ -88,377 +92,6 @@ TOKENIZER_PATTERNS = (
 )
 
 
-# -- errors and token hygiene --------------------------------------------------------------------
-
-
-class DownloadError(RuntimeError):
-    """A download that cannot succeed without the user's action; the message says which."""
-
-
-class HubAccessError(DownloadError):
-    """401/403/404 from the hub: gated, private or wrong id. Never retried."""
-
-
-class HubUnavailableError(DownloadError):
-    """Transient errors persisted through every retry."""
-
-
-class GatedDataError(DownloadError):
-    """A gated file the user must obtain and place by hand (the WMDP bio forget corpus)."""
-
-
-def hub_token() -> str | None:
-    """The hub token, from the environment only (never from a config file or the CLI)."""
-    return os.environ.get(TOKEN_ENV) or None
-
-
-def token_argument() -> str | bool:
-    """What to pass as `token=`: the env token, or False so no stored login file is used."""
-    return hub_token() or False
-
-
-_TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{30,}")  # user access tokens: hf_ + 34 chars
-
-
-def redact(text: str) -> str:
-    """Remove the token (and anything shaped like a hub token) from a text before it is shown."""
-    token = hub_token()
-    if token:
-        text = text.replace(token, "<HF_TOKEN>")
-    return _TOKEN_SHAPE.sub("<HF_TOKEN>", text)
-
-
-# -- retries ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff: delays base, 2*base, 4*base, ... capped at max_delay seconds."""
-
-    attempts: int = 6
-    base_delay: float = 2.0
-    max_delay: float = 120.0
-    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
-
-    def delay(self, attempt: int) -> float:
-        return min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-
-
-def _causes(exc: BaseException) -> Iterable[BaseException]:
-    """The exception and its causes: the hub wraps network errors in its own types."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def http_status(exc: BaseException) -> int | None:
-    """The HTTP status of a hub error (hub errors carry the response), else None."""
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    return status if isinstance(status, int) else None
-
-
-@functools.cache
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    try:
-        import httpx2
-
-        errors.append(httpx2.TransportError)
-    except ImportError:  # an older huggingface_hub runs on httpx or requests
-        pass
-    try:
-        import requests
-
-        errors += [requests.ConnectionError, requests.Timeout]
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
-_MISSING_NAMES = {
-    "RepositoryNotFoundError",
-    "RevisionNotFoundError",
-    "RemoteEntryNotFoundError",
-    "DatasetNotFoundError",
-}
-_DENIED_NAMES = {"GatedRepoError", "DisabledRepoError"}
-
-
-def classify(exc: BaseException) -> str:
-    """denied (401/403, gated), missing (404, wrong id), transient (network, 429, 5xx) or other."""
-    for cause in _causes(exc):
-        status, name = http_status(cause), type(cause).__name__
-        if name in _DENIED_NAMES or status in (401, 403):
-            return "denied"
-        if name in _MISSING_NAMES or status == 404:
-            return "missing"
-        if status in (408, 429) or (status is not None and status >= 500):
-            return "transient"
-        if isinstance(cause, _transport_errors()) or name == "XetDownloadError":
-            return "transient"
-    return "other"
-
-
-def _repo_url(repo_id: str, repo_type: str) -> str:
-    prefix = "datasets/" if repo_type == "dataset" else ""
-    return f"https://huggingface.co/{prefix}{repo_id}"
-
-
-def access_message(repo_id: str, repo_type: str, what: str, exc: BaseException) -> str:
-    """Why a hub request was refused and what the user does about it (no token in it)."""
-    status = next((s for c in _causes(exc) if (s := http_status(c)) is not None), None)
-    url = _repo_url(repo_id, repo_type)
-    token_state = "HF_TOKEN is set" if hub_token() else "HF_TOKEN is not set"
-    if classify(exc) == "missing":
-        head = (
-            f"{what}: the hub has no {repo_type} {repo_id!r} (or not that revision/file; "
-            f"HTTP {status or 404}). Check the id and revision in the config's `hub` section."
-        )
-    else:
-        head = f"{what}: access to the {repo_type} {repo_id!r} was refused (HTTP {status})."
-    return (
-        f"{head}\nIf the repository is gated or private: open {url}, log in, accept its "
-        "licence / request access, create a read token (https://huggingface.co/settings/tokens) "
-        f"and `export {TOKEN_ENV}=<your token>` before running ({token_state}).\n"
-        f"Hub said: {redact(str(exc))[:500]}"
-    )
-
-
-def with_retries(
-    call: Callable[[], T],
-    what: str,
-    repo_id: str,
-    repo_type: str,
-    policy: RetryPolicy | None = None,
-) -> T:
-    """Run a hub call; retry transient failures with backoff, fail at once on refusals."""
-    policy = policy or RetryPolicy()
-    for attempt in range(1, policy.attempts + 1):
-        try:
-            return call()
-        except Exception as exc:
-            kind = classify(exc)
-            if kind in ("denied", "missing"):
-                raise HubAccessError(access_message(repo_id, repo_type, what, exc)) from None
-            if kind != "transient":
-                raise
-            summary = redact(f"{type(exc).__name__}: {exc}")[:300]
-            if attempt == policy.attempts:
-                raise HubUnavailableError(
-                    f"{what}: {repo_id} still failing after {attempt} attempts ({summary}). "
-                    "The hub or the network is down; rerun later (finished files are kept)."
-                ) from None
-            delay = policy.delay(attempt)
-            log.warning(
-                "%s: transient error (%s); retry %d/%d in %.0f s",
-                what,
-                summary,
-                attempt,
-                policy.attempts - 1,
-                delay,
-            )
-            policy.sleep(delay)
-    raise AssertionError("unreachable")
-
-
-# -- the hub client (the only place that talks to the hub) -------------------------------------
-
-
-class HubClient(Protocol):
-    """What the download stage needs from the hub; tests substitute a local fake."""
-
-    def repo_files(self, repo_id: str, repo_type: str, revision: str | None) -> tuple[str, list]:
-        """(commit sha, file paths) of a revision."""
-        ...
-
-    def snapshot(
-        self,
-        repo_id: str,
-        repo_type: str,
-        revision: str,
-        allow_patterns: Sequence[str],
-        local_dir: Path | None,
-    ) -> Path:
-        """Download the matching files; into local_dir, or the hub cache when None."""
-        ...
-
-    def load_dataset(self, repo_id: str, config: str, split: str) -> tuple[Records, str | None]:
-        """(records, commit sha) through `datasets`, for splits without a parquet conversion."""
-        ...
-
-
-class HfHubClient:
-    """huggingface_hub and datasets, with the token from the environment on every call."""
-
-    def repo_files(self, repo_id: str, repo_type: str, revision: str | None) -> tuple[str, list]:
-        from huggingface_hub import HfApi
-
-        info = HfApi().repo_info(
-            repo_id, repo_type=repo_type, revision=revision, token=token_argument()
-        )
-        return str(info.sha), [s.rfilename for s in info.siblings or []]
-
-    def snapshot(
-        self,
-        repo_id: str,
-        repo_type: str,
-        revision: str,
-        allow_patterns: Sequence[str],
-        local_dir: Path | None,
-    ) -> Path:
-        from huggingface_hub import snapshot_download
-
-        folder = snapshot_download(
-            repo_id,
-            repo_type=repo_type,
-            revision=revision,
-            allow_patterns=list(allow_patterns),
-            local_dir=local_dir,
-            token=token_argument(),
-        )
-        return Path(folder)
-
-    def load_dataset(self, repo_id: str, config: str, split: str) -> tuple[Records, str | None]:
-        import datasets
-
-        table = datasets.load_dataset(repo_id, config, split=split, token=token_argument())
-        sha, _ = self.repo_files(repo_id, "dataset", None)
-        return [dict(row) for row in table], sha
-
-
-# -- sources of hub-shaped records --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """Records of one config/split and where they came from (for provenance)."""
-
-    records: Records
-    origin: dict[str, Any]
-
-
-class Source(Protocol):
-    def fetch(self, repo_id: str, config: str, split: str) -> Fetched: ...
-
-
-def read_records(files: Iterable[Path]) -> Records:
-    """Records of parquet, JSON-lines or JSON-array files, in file order."""
-    records: Records = []
-    for path in files:
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            records += pq.read_table(path).to_pylist()
-        else:
-            text = path.read_text(encoding="utf-8")
-            if text.lstrip().startswith("["):
-                records += json.loads(text)
-            else:
-                records += [json.loads(line) for line in text.splitlines() if line.strip()]
-    return records
-
-
-SPLIT_SUFFIXES = (".parquet", ".jsonl", ".json")
-
-
-def split_files(folder: Path) -> list[Path]:
-    """The data files of a `{config}/{split}` folder, sorted (shards 0000, 0001, ...)."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix in SPLIT_SUFFIXES and p.is_file())
-
-
-@dataclass(frozen=True)
-class MirrorSource:
-    """Local files laid out like the parquet branch: `{root}/{repo_id}/{config}/{split}/*`."""
-
-    root: Path
-
-    def fetch(self, repo_id: str, config: str, split: str) -> Fetched:
-        folder = Path(self.root) / repo_id / config / split
-        files = split_files(folder)
-        if not files:
-            raise FileNotFoundError(
-                f"no .parquet/.jsonl/.json files in {folder} (mirror of {repo_id} {config}/{split})"
-            )
-        origin = {"via": "mirror", "files": {p.name: sha256_file(p) for p in files}}
-        return Fetched(read_records(files), origin)
-
-
-@dataclass
-class HubSource:
-    """The hub's parquet conversion of a split, else `datasets.load_dataset` on the main branch."""
-
-    client: HubClient = field(default_factory=HfHubClient)
-
-    def _parquet_sha(self, repo_id: str) -> str | None:
-        try:
-            sha, _ = self.client.repo_files(repo_id, "dataset", PARQUET_BRANCH)
-        except Exception as exc:
-            if classify(exc) != "missing":
-                raise
-            return None  # no conversion branch (or no such repo: load_dataset will say)
-        return sha
-
-    def fetch(self, repo_id: str, config: str, split: str) -> Fetched:
-        sha = self._parquet_sha(repo_id)
-        if sha is not None:
-            pattern = f"{config}/{split}/*.parquet"
-            folder = self.client.snapshot(repo_id, "dataset", sha, [pattern], None)
-            files = split_files(folder / config / split)
-            if files:
-                origin = {"via": "parquet-conversion", "branch": PARQUET_BRANCH, "revision": sha}
-                return Fetched(read_records(files), origin)
-        log.info(
-            "%s %s/%s has no parquet conversion: loading it with datasets", repo_id, config, split
-        )
-        records, main_sha = self.client.load_dataset(repo_id, config, split)
-        return Fetched(records, {"via": "datasets.load_dataset", "revision": main_sha})
-
-
-# -- converters: hub-shaped records -> layout records -------------------------------------------
-
-
-def select_fields(records: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> Records:
-    """Keep the layout's fields (absent ones stay absent, so check_records names them)."""
-    return [{f: r[f] for f in fields if f in r} for r in records]
-
-
-def nonempty_text(records: Iterable[Mapping[str, Any]]) -> Records:
-    """wikitext: one record per line of the test split; RMU trains on the non-empty lines."""
-    return [{"text": r["text"]} for r in records if str(r.get("text", "")).strip()]
-
-
-def _as_list(value: Any) -> list:
-    return list(value) if isinstance(value, list | tuple) else [value]
-
-
-def perturbed_answers(record: Mapping[str, Any]) -> list[str] | None:
-    """TOFU's wrong answers as a list: `perturbed_answer`, else the options that are not the
-    answer (a multiple-choice shape `option1..optionN` of real authors / world facts)."""
-    if "perturbed_answer" in record:
-        return [str(a) for a in _as_list(record["perturbed_answer"])]
-    options = [record[k] for k in sorted(record) if re.fullmatch(r"option\d+", k)]
-    if not options:
-        return None
-    return [str(o) for o in options if o != record.get("answer")]
-
-
-def tofu_records(records: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> Records:
-    """TOFU records with `perturbed_answer` always a list when the layout asks for it."""
-    out = []
-    for record in records:
-        row = {f: record[f] for f in fields if f in record and f != "perturbed_answer"}
-        if "perturbed_answer" in fields and (wrong := perturbed_answers(record)) is not None:
-            row["perturbed_answer"] = wrong
-        out.append(row)
-    return out
-
-
 # -- what each benchmark downloads ---------------------------------------------------------------
 
 
@@ -492,14 +125,6 @@ def tofu_specs() -> list[SplitSpec]:
         SplitSpec(path, "tofu", path.removesuffix(".jsonl"), "train", tofu_records)
         for path in layout.TOFU_LAYOUT
     ]
-
-
-def check_topics(topics: Sequence[str]) -> list[str]:
-    """The WMDP topics asked for, validated, in the layout's order."""
-    unknown = sorted(set(topics) - set(layout.WMDP_TOPICS))
-    if unknown or not topics:
-        raise ValueError(f"WMDP topics must be a non-empty subset of {list(layout.WMDP_TOPICS)}")
-    return [t for t in layout.WMDP_TOPICS if t in topics]
 
 
 def topic_files(topic: str) -> set[str]:
@@ -574,81 +199,6 @@ def hub_data_files(benchmark: str, topics: Sequence[str] = layout.WMDP_TOPICS) -
     provenance.json and, for WMDP, the lm-eval task files."""
     tasks = task_files(topics) if benchmark == "wmdp" else []
     return sorted([*hub_layout(benchmark, topics), *tasks, PROVENANCE_FILE])
-
-
-# -- lm-eval tasks over the downloaded questions --------------------------------------------------
-#
-# Evaluation must not reach the hub, so WMDP and MMLU are not run as lm-eval's own tasks (which
-# load cais/wmdp and cais/mmlu from the hub) but as local task files over the downloaded
-# questions, in the format of lm-eval's own `wmdp_bio`, `wmdp_cyber` and `mmlu_<subject>` tasks:
-# zero-shot, the description line, the question with lettered choices, scored on " A".." D".
-# One `mmlu` task over all 57 subjects (the subject named in each question's description) has
-# the accuracy lm-eval's `mmlu` group reports: the mean over subjects weighted by their size,
-# i.e. the mean over all questions.
-
-TASK_DESCRIPTION = "The following are multiple choice questions (with answers) about {topic}.\n\n"
-WMDP_TOPIC_NAMES = {"bio": "biology", "cyber": "cybersecurity"}  # as lm-eval's wmdp tasks say
-MMLU_SUBJECT = "{{ subject | replace('_', ' ') }}"  # lm-eval: ' '.join(subject.split('_'))
-LETTER_PROMPT = (
-    "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\n"
-    "D. {{choices[3]}}\nAnswer:"
-)
-
-
-def lm_eval_tasks(topics: Sequence[str] = layout.WMDP_TOPICS) -> dict[str, str]:
-    """Task name (lm-eval's own) -> the questions file it reads, for the chosen topics."""
-    tasks = {f"wmdp_{t}": f"questions/wmdp-{t}.jsonl" for t in check_topics(topics)}
-    return {**tasks, "mmlu": "questions/mmlu.jsonl"}
-
-
-def task_files(topics: Sequence[str] = layout.WMDP_TOPICS) -> list[str]:
-    return [f"tasks/{task}.yaml" for task in lm_eval_tasks(topics)]
-
-
-def letter_task_config(task: str, data_file: Path) -> dict[str, Any]:
-    """An lm-eval task over a local JSON-lines file (absolute path), in lm-eval's wmdp/mmlu
-    format: the same prompt, choices and metric as its own task of that name."""
-    topic = MMLU_SUBJECT if task == "mmlu" else WMDP_TOPIC_NAMES[task.removeprefix("wmdp_")]
-    return {
-        "task": task,
-        "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": str(data_file.resolve())}},
-        "test_split": "test",
-        "num_fewshot": 0,
-        "output_type": "multiple_choice",
-        "description": TASK_DESCRIPTION.format(topic=topic),
-        "doc_to_text": LETTER_PROMPT,
-        "doc_to_choice": ["A", "B", "C", "D"],
-        "doc_to_target": "answer",
-        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
-        "metadata": {"version": 1.0},
-    }
-
-
-def task_yaml(config: Mapping[str, Any]) -> str:
-    """A task config as YAML; strings with line breaks double-quoted ("...\\n..."), readable."""
-    import yaml
-
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    def string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-        style = '"' if "\n" in value else None
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-    Dumper.add_representer(str, string)
-    return yaml.dump(dict(config), Dumper=Dumper, sort_keys=False, allow_unicode=True, width=1000)
-
-
-def write_lm_eval_tasks(root: Path, topics: Sequence[str] = layout.WMDP_TOPICS) -> dict[str, str]:
-    """Write tasks/{task}.yaml for the chosen topics and MMLU; returns path -> sha256."""
-    written = {}
-    for task, questions in lm_eval_tasks(topics).items():
-        text = task_yaml(letter_task_config(task, root / questions))
-        relative = f"tasks/{task}.yaml"
-        write_text(root / relative, text)
-        written[relative] = sha256_file(root / relative)
-    return written
 
 
 # -- the gated WMDP bio forget corpus -----------------------------------------------------------

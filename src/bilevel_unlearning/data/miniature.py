@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bilevel_unlearning.data import layout
+from bilevel_unlearning.data.lm_eval_tasks import cloze_task_config, write_task_files
 from bilevel_unlearning.data.names import NameFactory
 from bilevel_unlearning.data.world import (
     ATTRIBUTE_BY_KEY,
@@ -33,7 +34,7 @@ from bilevel_unlearning.data.world import (
     qa_text,
     wrong_values,
 )
-from bilevel_unlearning.io import write_jsonl, write_text
+from bilevel_unlearning.io import write_jsonl
 
 Records = list[dict[str, Any]]
 Splits = dict[str, Records]
@@ -303,28 +304,6 @@ LM_EVAL_TASKS = {
 }
 
 
-def lm_eval_task_yaml(task: str, data_file: Path) -> str:
-    """An lm-eval task reading a local JSONL file by absolute path."""
-    return (
-        f"task: {task}\n"
-        "dataset_path: json\n"
-        "dataset_kwargs:\n"
-        "  data_files:\n"
-        f"    test: {data_file.resolve()}\n"
-        "test_split: test\n"
-        "output_type: multiple_choice\n"
-        'doc_to_text: "{{question}}"\n'
-        'doc_to_choice: "{{choices}}"\n'
-        'doc_to_target: "{{answer}}"\n'
-        "metric_list:\n"
-        "  - metric: acc\n"
-        "    aggregation: mean\n"
-        "    higher_is_better: true\n"
-        "metadata:\n"
-        "  version: 1.0\n"
-    )
-
-
 def write_splits(root: Path, splits: Splits, benchmark: str) -> None:
     """Check every split against the layout before writing any, then write each atomically."""
     expected = layout.LAYOUTS[benchmark]
@@ -339,8 +318,7 @@ def write_splits(root: Path, splits: Splits, benchmark: str) -> None:
 
 
 def write_lm_eval_tasks(root: Path) -> None:
-    for task, relative in LM_EVAL_TASKS.items():
-        write_text(root / "tasks" / f"{task}.yaml", lm_eval_task_yaml(task, root / relative))
+    write_task_files(root, LM_EVAL_TASKS, cloze_task_config)
 
 
 def build(benchmark: str, seed: int, miniature: Mapping[str, Any]) -> Splits:

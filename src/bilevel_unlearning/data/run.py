@@ -31,7 +31,7 @@ def download_step(
 ) -> None:
     """Download a real benchmark's data (or, with `model` {repo, revision, tokenizer}, a model
     folder) from the hub; a download problem ends the job with its message, not a traceback."""
-    from bilevel_unlearning.data import hub
+    from bilevel_unlearning.data import hub, hub_client, hub_sources
 
     try:
         if model is not None:
@@ -40,8 +40,8 @@ def download_step(
             return
         if not benchmark:
             raise SystemExit("download --what data needs --benchmark")
-        source = hub.MirrorSource(mirror) if mirror else None
+        source = hub_sources.MirrorSource(mirror) if mirror else None
         hub.download_benchmark(benchmark, out, datasets, topics, bio_forget_file, source)
         log.info("wrote the %s benchmark from the hub to %s", benchmark, out)
-    except hub.DownloadError as exc:
+    except hub_client.DownloadError as exc:
         raise SystemExit(f"error: {exc}") from None

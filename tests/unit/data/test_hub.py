@@ -26,11 +26,11 @@ from huggingface_hub.errors import (
 )
 
 from bilevel_unlearning.cli import main
-from bilevel_unlearning.data import hub, layout
+from bilevel_unlearning.data import hub, hub_client, hub_sources, layout
 from bilevel_unlearning.io import read_json, read_jsonl, sha256_file
 
 SECRET = "hf_TESTtokenDoNotLeak0123456789"
-NO_WAIT = hub.RetryPolicy(attempts=4, base_delay=1.0, sleep=lambda s: None)
+NO_WAIT = hub_client.RetryPolicy(attempts=4, base_delay=1.0, sleep=lambda s: None)
 
 
 # -- hub-shaped local files ------------------------------------------------------------------
@@ -137,7 +137,7 @@ def assert_layout(out: Path, files: dict[str, tuple[str, ...]]) -> None:
 def test_muse_mirror_converts_to_the_layout(tmp_path: Path) -> None:
     muse_mirror(tmp_path / "mirror")
     out = tmp_path / "data"
-    source = hub.MirrorSource(tmp_path / "mirror")
+    source = hub_sources.MirrorSource(tmp_path / "mirror")
     provenance = hub.download_benchmark("muse_news", out, source=source)
     assert_layout(out, layout.MUSE_LAYOUT)
     assert read_jsonl(out / "knowmem/forget_qa.jsonl")[1] == {
@@ -163,7 +163,7 @@ def test_muse_mirror_converts_to_the_layout(tmp_path: Path) -> None:
 def test_tofu_mirror_converts_perturbed_answers_to_lists(tmp_path: Path) -> None:
     tofu_mirror(tmp_path / "mirror")
     out = tmp_path / "data"
-    hub.download_benchmark("tofu", out, source=hub.MirrorSource(tmp_path / "mirror"))
+    hub.download_benchmark("tofu", out, source=hub_sources.MirrorSource(tmp_path / "mirror"))
     assert_layout(out, layout.TOFU_LAYOUT)
     assert read_jsonl(out / "forget10.jsonl")[0] == {
         "question": "What did author 0 write?",
@@ -183,7 +183,7 @@ def test_tofu_mirror_converts_perturbed_answers_to_lists(tmp_path: Path) -> None
 def test_perturbed_answer_string_becomes_a_list() -> None:
     record = {"question": "q", "answer": "a", "perturbed_answer": "b"}
     fields = ("question", "answer", "perturbed_answer")
-    assert hub.tofu_records([record], fields) == [{**record, "perturbed_answer": ["b"]}]
+    assert hub_sources.tofu_records([record], fields) == [{**record, "perturbed_answer": ["b"]}]
 
 
 def test_wmdp_with_both_topics_uses_the_user_file(tmp_path: Path) -> None:
@@ -191,7 +191,7 @@ def test_wmdp_with_both_topics_uses_the_user_file(tmp_path: Path) -> None:
     out = tmp_path / "data"
     bio = bio_file(tmp_path / "gated")
     provenance = hub.download_benchmark(
-        "wmdp", out, bio_forget_file=bio, source=hub.MirrorSource(tmp_path / "mirror")
+        "wmdp", out, bio_forget_file=bio, source=hub_sources.MirrorSource(tmp_path / "mirror")
     )
     assert_layout(out, layout.WMDP_LAYOUT)
     assert read_jsonl(out / "corpora/bio-forget-corpus.jsonl") == [
@@ -209,7 +209,7 @@ def test_wmdp_with_both_topics_uses_the_user_file(tmp_path: Path) -> None:
 def test_wmdp_without_bio_writes_only_the_cyber_files(tmp_path: Path) -> None:
     wmdp_mirror(tmp_path / "mirror")
     out = tmp_path / "data"
-    source = hub.MirrorSource(tmp_path / "mirror")
+    source = hub_sources.MirrorSource(tmp_path / "mirror")
     provenance = hub.download_benchmark("wmdp", out, topics=["cyber"], source=source)
     expected = hub.hub_layout("wmdp", ["cyber"])
     assert not any("bio" in path for path in expected)
@@ -231,7 +231,7 @@ def test_a_missing_hub_field_is_named(tmp_path: Path) -> None:
         ValueError, match=r"verbmem/forget.jsonl record 0 lacks field\(s\) \['gt'\]"
     ):
         hub.download_benchmark(
-            "muse_news", tmp_path / "data", source=hub.MirrorSource(tmp_path / "mirror")
+            "muse_news", tmp_path / "data", source=hub_sources.MirrorSource(tmp_path / "mirror")
         )
 
 
@@ -246,10 +246,10 @@ def test_unknown_dataset_role_is_an_error(tmp_path: Path) -> None:
 class CountingSource:
     """Counts fetches and delegates (or fails when no inner source is given)."""
 
-    def __init__(self, inner: hub.Source | None = None) -> None:
+    def __init__(self, inner: hub_sources.Source | None = None) -> None:
         self.inner, self.calls = inner, 0
 
-    def fetch(self, repo_id: str, config: str, split: str) -> hub.Fetched:
+    def fetch(self, repo_id: str, config: str, split: str) -> hub_sources.Fetched:
         self.calls += 1
         assert self.inner is not None
         return self.inner.fetch(repo_id, config, split)
@@ -258,7 +258,7 @@ class CountingSource:
 def test_missing_bio_file_stops_before_any_download_and_says_what_to_do(tmp_path: Path) -> None:
     expected = tmp_path / "gated" / hub.BIO_FORGET_FILE
     source = CountingSource()
-    with pytest.raises(hub.GatedDataError) as caught:
+    with pytest.raises(hub_client.GatedDataError) as caught:
         hub.download_benchmark("wmdp", tmp_path / "data", bio_forget_file=expected, source=source)
     message = str(caught.value)
     assert source.calls == 0 and not (tmp_path / "data").exists()
@@ -271,7 +271,7 @@ def test_missing_bio_file_stops_before_any_download_and_says_what_to_do(tmp_path
 def test_bio_file_found_in_a_folder_and_missing_path_explained(tmp_path: Path) -> None:
     path = bio_file(tmp_path / "gated")
     assert hub.require_bio_forget_file(tmp_path / "gated") == path
-    with pytest.raises(hub.GatedDataError, match=r"bio_remove_dataset\.jsonl"):
+    with pytest.raises(hub_client.GatedDataError, match=r"bio_remove_dataset\.jsonl"):
         hub.require_bio_forget_file(None)
 
 
@@ -288,10 +288,12 @@ def hub_error(cls: type[HfHubHTTPError], status: int, message: str = "") -> HfHu
 class FailingSource:
     """Raises the given errors on the first calls, then delegates to a real source."""
 
-    def __init__(self, errors: list[BaseException], inner: hub.Source | None = None) -> None:
+    def __init__(
+        self, errors: list[BaseException], inner: hub_sources.Source | None = None
+    ) -> None:
         self.errors, self.inner, self.calls = list(errors), inner, 0
 
-    def fetch(self, repo_id: str, config: str, split: str) -> hub.Fetched:
+    def fetch(self, repo_id: str, config: str, split: str) -> hub_sources.Fetched:
         self.calls += 1
         if self.errors:
             raise self.errors.pop(0)
@@ -304,9 +306,9 @@ def test_transient_errors_are_retried_with_exponential_backoff(
 ) -> None:
     tofu_mirror(tmp_path / "mirror")
     delays: list[float] = []
-    policy = hub.RetryPolicy(attempts=5, base_delay=1.5, sleep=delays.append)
+    policy = hub_client.RetryPolicy(attempts=5, base_delay=1.5, sleep=delays.append)
     errors = [hub_error(HfHubHTTPError, 503), ConnectionError("connection reset")]
-    source = FailingSource(errors, hub.MirrorSource(tmp_path / "mirror"))
+    source = FailingSource(errors, hub_sources.MirrorSource(tmp_path / "mirror"))
     with caplog.at_level(logging.WARNING):
         hub.download_benchmark("tofu", tmp_path / "data", source=source, policy=policy)
     assert delays == [1.5, 3.0]
@@ -317,8 +319,8 @@ def test_transient_errors_are_retried_with_exponential_backoff(
 
 def test_retries_give_up_with_a_clear_error() -> None:
     source = FailingSource([hub_error(HfHubHTTPError, 429)] * 4)
-    with pytest.raises(hub.HubUnavailableError, match="after 4 attempts"):
-        hub.with_retries(
+    with pytest.raises(hub_client.HubUnavailableError, match="after 4 attempts"):
+        hub_client.with_retries(
             lambda: source.fetch("a/b", "c", "d"), "a/b c/d", "a/b", "dataset", NO_WAIT
         )
     assert source.calls == 4
@@ -334,7 +336,7 @@ def test_retries_give_up_with_a_clear_error() -> None:
 )
 def test_refusals_are_not_retried(tmp_path: Path, error: BaseException, words: str) -> None:
     source = FailingSource([error])
-    with pytest.raises(hub.HubAccessError) as caught:
+    with pytest.raises(hub_client.HubAccessError) as caught:
         hub.download_benchmark("tofu", tmp_path / "data", source=source, policy=NO_WAIT)
     assert source.calls == 1
     message = str(caught.value)
@@ -350,16 +352,18 @@ def test_errors_are_classified_through_their_causes() -> None:
         except httpx2.ConnectError as cause:
             raise LocalEntryNotFoundError("not in the cache") from cause
     except LocalEntryNotFoundError as wrapped:
-        assert hub.classify(wrapped) == "transient"
-    assert hub.classify(hub_error(HfHubHTTPError, 502)) == "transient"
-    assert hub.classify(hub_error(RevisionNotFoundError, 404)) == "missing"
-    assert hub.classify(ValueError("bad record")) == "other"
+        assert hub_client.classify(wrapped) == "transient"
+    assert hub_client.classify(hub_error(HfHubHTTPError, 502)) == "transient"
+    assert hub_client.classify(hub_error(RevisionNotFoundError, 404)) == "missing"
+    assert hub_client.classify(ValueError("bad record")) == "other"
 
 
 def test_other_errors_pass_through_unretried() -> None:
     source = FailingSource([KeyError("text")])
     with pytest.raises(KeyError):
-        hub.with_retries(lambda: source.fetch("a/b", "c", "d"), "x", "a/b", "dataset", NO_WAIT)
+        hub_client.with_retries(
+            lambda: source.fetch("a/b", "c", "d"), "x", "a/b", "dataset", NO_WAIT
+        )
     assert source.calls == 1
 
 
@@ -379,7 +383,7 @@ class FakeHub:
         self.snapshots: list[tuple[str, str, tuple[str, ...]]] = []
 
     def repo_files(self, repo_id: str, repo_type: str, revision: str | None) -> tuple[str, list]:
-        if revision == hub.PARQUET_BRANCH and repo_id in self.no_conversion:
+        if revision == hub_sources.PARQUET_BRANCH and repo_id in self.no_conversion:
             raise hub_error(RevisionNotFoundError, 404)
         folder = self.root / repo_id
         if not folder.is_dir():
@@ -408,15 +412,15 @@ class FakeHub:
         return target
 
     def load_dataset(self, repo_id: str, config: str, split: str) -> tuple[list, str | None]:
-        files = hub.split_files(self.root / repo_id / config / split)
-        return hub.read_records(files), self.SHA
+        files = hub_sources.split_files(self.root / repo_id / config / split)
+        return hub_sources.read_records(files), self.SHA
 
 
 def test_hub_source_reads_the_parquet_branch_or_falls_back_to_datasets(tmp_path: Path) -> None:
     muse_mirror(tmp_path / "hub")
     tofu_mirror(tmp_path / "hub")
     client = FakeHub(tmp_path / "hub", no_conversion=("locuslab/TOFU",))
-    source = hub.HubSource(client)
+    source = hub_sources.HubSource(client)
     provenance = hub.download_benchmark(
         "muse_books", tmp_path / "muse", {"muse": "muse-bench/MUSE-News"}, source=source
     )
@@ -467,7 +471,7 @@ def test_model_files_prefer_safetensors_and_skip_the_rest() -> None:
     )
     wanted, weights = hub.model_files(["config.json", "pytorch_model.bin"], with_tokenizer=False)
     assert (wanted, weights) == (["config.json", "pytorch_model.bin"], "bin")
-    with pytest.raises(hub.DownloadError, match="no model weights"):
+    with pytest.raises(hub_client.DownloadError, match="no model weights"):
         hub.model_files(["config.json", "model.safetensors.index.json"])
 
 
@@ -496,7 +500,7 @@ def test_model_without_tokenizer_needs_a_tokenizer_repo(tmp_path: Path) -> None:
     model_repo(tmp_path / "hub", "org/model", MODEL_FILES)
     model_repo(tmp_path / "hub", "org/base", {**TOKENIZER_FILES, "tokenizer.model": "spm"})
     client, out = FakeHub(tmp_path / "hub"), tmp_path / "target"
-    with pytest.raises(hub.DownloadError, match="ships no tokenizer files"):
+    with pytest.raises(hub_client.DownloadError, match="ships no tokenizer files"):
         hub.download_model("org/model", out, client=client)
     assert not out.exists()
     provenance = hub.download_model("org/model", out, tokenizer_repo="org/base", client=client)
@@ -574,7 +578,7 @@ def test_the_token_is_kept_out_of_errors_and_logs(
     ]
     fake = PatchedHub(tmp_path / "hub", fail=lambda: errors.pop(0))
     patch_hub(monkeypatch, fake)
-    monkeypatch.setattr(hub, "RetryPolicy", lambda: NO_WAIT)
+    monkeypatch.setattr(hub_client, "RetryPolicy", lambda: NO_WAIT)
     out = tmp_path / "models" / "target"
     with caplog.at_level(logging.DEBUG), pytest.raises(SystemExit) as caught:
         main(["download", "--what", "model", "--repo", "org/gated", "--out", str(out)])

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bilevel_unlearning.data import hub
+from bilevel_unlearning.data import hub, hub_sources, lm_eval_tasks
 from bilevel_unlearning.io import read_json
 
 lm_eval = pytest.importorskip("lm_eval")
@@ -71,7 +71,7 @@ def wmdp_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "wmdp",
         out,
         bio_forget_file=bio_file(root / "gated"),
-        source=hub.MirrorSource(wmdp_mirror(root / "mirror")),
+        source=hub_sources.MirrorSource(wmdp_mirror(root / "mirror")),
     )
     return out
 
@@ -85,20 +85,20 @@ def test_download_writes_one_task_file_per_topic_and_mmlu(wmdp_data: Path) -> No
 
 
 def test_task_files_read_the_downloaded_questions_by_absolute_path(wmdp_data: Path) -> None:
-    for task, questions in hub.lm_eval_tasks().items():
+    for task, questions in lm_eval_tasks.lm_eval_tasks().items():
         config = yaml.safe_load((wmdp_data / "tasks" / f"{task}.yaml").read_text())
-        assert config == hub.letter_task_config(task, wmdp_data / questions)
+        assert config == lm_eval_tasks.letter_task_config(task, wmdp_data / questions)
         path = Path(config["dataset_kwargs"]["data_files"]["test"])
         assert path.is_absolute() and path == (wmdp_data / questions).resolve()
         assert "cais/" not in json.dumps(config)  # nothing that lm-eval would fetch
 
 
 def test_without_bio_only_the_cyber_and_mmlu_tasks_exist(tmp_path: Path) -> None:
-    source = hub.MirrorSource(wmdp_mirror(tmp_path / "mirror"))
+    source = hub_sources.MirrorSource(wmdp_mirror(tmp_path / "mirror"))
     hub.download_benchmark("wmdp", tmp_path / "data", topics=["cyber"], source=source)
     tasks = sorted(p.name for p in (tmp_path / "data" / "tasks").iterdir())
     assert tasks == ["mmlu.yaml", "wmdp_cyber.yaml"]
-    assert hub.task_files(["cyber"]) == ["tasks/wmdp_cyber.yaml", "tasks/mmlu.yaml"]
+    assert lm_eval_tasks.task_files(["cyber"]) == ["tasks/wmdp_cyber.yaml", "tasks/mmlu.yaml"]
 
 
 def requests(config: dict[str, Any]) -> list[tuple]:
@@ -142,7 +142,7 @@ def test_wmdp_tasks_ask_exactly_what_lm_evals_own_tasks_ask(wmdp_data: Path, top
     )
     assert ours(wmdp_data, f"wmdp_{topic}") == own
     prompt, choices, target, delimiter = own[1]
-    about = hub.WMDP_TOPIC_NAMES[topic]
+    about = lm_eval_tasks.WMDP_TOPIC_NAMES[topic]
     stem = f"What is {topic} fact 1?"
     options = "".join(f"\n{letter}. {topic} option {k} of 1" for k, letter in enumerate("ABCD"))
     header = f"The following are multiple choice questions (with answers) about {about}.\n\n"
