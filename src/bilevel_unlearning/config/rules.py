@@ -1,28 +1,21 @@
-"""Validation of the workflow configuration (config/config.yaml and its overrides).
-
-A bad value should stop the workflow before any job starts, with a message that names the key,
-the offending value and what would be accepted, so that a typo never costs a training run.
-Two layers do this: the JSON Schema in workflow/schemas/config.schema.yaml (types, bounds,
-allowed names, no unknown keys) and the cross-field rules below that a schema cannot express.
-Every problem is collected and reported at once, not just the first.
-"""
+"""Cross-field rules: what a JSON Schema cannot express (method references, epochs that must
+exist, rule/loss pairings, model shapes, hub entries)."""
 
 from __future__ import annotations
 
-import difflib
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jsonschema
-import yaml
-
 from bilevel_unlearning import methods
-
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-README = "config/README.md"
-HUB_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"  # the schema's hub_id
+from bilevel_unlearning.config.messages import (
+    key_path,
+    not_allowed,
+    one_of,
+    show,
+    strict_integer,
+    suggestion,
+)
 
 RULES_NEEDING_RETAIN = tuple(methods.RULES)
 
@@ -30,322 +23,13 @@ RULES_NEEDING_RETAIN = tuple(methods.RULES)
 # would be silently ignored, which is almost always a copy-paste mistake.
 HYPERPARAMETER_USERS: dict[str, tuple[str, tuple[str, ...]]] = methods.key_users()
 
-TYPE_NAMES = {
-    "integer": "an integer",
-    "number": "a number",
-    "string": "a string",
-    "boolean": "true or false",
-    "array": "a list",
-    "object": "a mapping of keys to values",
-    "null": "empty (null)",
-}
-
-
-class ConfigError(ValueError):
-    """The configuration breaks the schema or a cross-field rule.
-
-    ``problems`` keeps one line per problem, so callers and tests can inspect them one by one.
-    """
-
-    def __init__(self, problems: Sequence[str], source: str | Path | None = None) -> None:
-        self.problems = list(problems)
-        self.source = source
-        super().__init__(format_problems(self.problems, source))
-
-
-def format_problems(problems: Sequence[str], source: str | Path | None = None) -> str:
-    """Join the problems into one message that ends by telling the user what to do."""
-    where = f" in {source}" if source else ""
-    count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
-    lines = [f"Invalid workflow configuration{where} ({count}):"]
-    lines += [f"  - {problem}" for problem in problems]
-    lines.append(
-        "Fix the config file (or the --configfile/--config override) and run again; "
-        f"every key is documented in {README}."
-    )
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# Loading
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
-
-
-def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
-    seen: dict[Any, yaml.Mark] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"found key {key!r} twice (first {seen[key]})",
-                key_node.start_mark,
-            )
-        seen[key] = key_node.start_mark
-    return loader.construct_mapping(node, deep=True)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
-)
-
-
-def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file, rejecting duplicate keys, so the value seen is the value written."""
-    path = Path(path)
-    try:
-        with path.open(encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as error:
-        raise ConfigError([f"the file is not valid YAML: {error}"], source=path) from error
-
-
-def check_config_files(paths: Sequence[str | Path]) -> None:
-    """Re-read every config file with the project's loader: duplicate keys (which Snakemake's
-    loader accepts, the last one winning) become an error naming the file, line and key."""
-    for path in paths:
-        read_yaml(path)
-
-
-def load_schema(schema_path: str | Path | None = None) -> dict:
-    """Read the config schema; by default the one in this repository's workflow/schemas/."""
-    path = Path(schema_path) if schema_path is not None else SCHEMA_PATH
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"config schema not found at {path}. It is read from the repository checkout "
-            "(workflow/schemas/config.schema.yaml); when the package is installed outside the "
-            "repository, pass schema_path= explicitly."
-        )
-    with path.open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
-
-
-def load_config(path: str | Path, schema_path: str | Path | None = None) -> dict:
-    """Read a YAML config file and validate it; returns the config or raises ConfigError."""
-    config = read_yaml(path)
-    try:
-        return validate_config(config, schema_path)
-    except ConfigError as error:
-        raise ConfigError(error.problems, source=path) from None
-
-
-def validate_config(config: Any, schema_path: str | Path | None = None) -> dict:
-    """Check config against the schema and the cross-field rules; returns it unchanged.
-
-    Raises ConfigError listing every problem found.
-    """
-    schema = load_schema(schema_path)
-    problems = schema_problems(config, schema)
-    if isinstance(config, Mapping):
-        problems += cross_field_problems(config, schema)
-    if problems:
-        raise ConfigError(problems)
-    return config  # type: ignore[return-value]
-
-
-# --------------------------------------------------------------------------------------------
-# Schema errors, rewritten as "config key 'a.b[2]': VALUE is not allowed: WHAT IS ALLOWED"
-
-
-def _strict_integer(_checker: Any, instance: Any) -> bool:
-    """An integer is an int, not a float that happens to be whole (range(2.0) fails)."""
-    return isinstance(instance, int) and not isinstance(instance, bool)
-
-
-_Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
-)
-
-
-def schema_problems(config: Any, schema: Mapping[str, Any]) -> list[str]:
-    """Every schema violation of config, one readable line each, in key order."""
-    errors = sorted(_Validator(schema).iter_errors(config), key=_error_sort_key)
-    problems: list[str] = []
-    for error in errors:
-        for problem in describe_error(error):
-            if problem not in problems:
-                problems.append(problem)
-    return problems
-
-
-def _error_sort_key(error: jsonschema.ValidationError) -> tuple:
-    return (tuple(str(part) for part in error.path), error.validator)
-
-
-def key_path(parts: Iterable[str | int]) -> str:
-    """Dotted key path with list indices in brackets: unlearn.tofu.methods[2]."""
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text or "(top level)"
-
-
-def show(value: Any, limit: int = 60) -> str:
-    """Short, unambiguous rendering of a config value for a message."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def type_name(value: Any) -> str:
-    """The YAML-facing name of value's type (what the user wrote, not Python's name)."""
-    if value is None:
-        return "empty (null)"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
-
-
-def one_of(values: Iterable[Any]) -> str:
-    """'one of: a, b, c' for enum-like messages."""
-    return "one of: " + ", ".join(str(value) for value in values)
-
-
-def suggestion(word: Any, choices: Iterable[str]) -> str:
-    """'; did you mean X?' when a close match exists, to catch typos."""
-    if not isinstance(word, str):
-        return ""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
-def _not_allowed(path: Sequence[str | int], value: Any, allowed: str) -> str:
-    return f"config key '{key_path(path)}': {show(value)} is not allowed: {allowed}"
-
-
-def describe_error(error: jsonschema.ValidationError) -> list[str]:
-    """Turn one jsonschema error into messages built from its validator, value and path."""
-    path = list(error.absolute_path)  # a sub-error of anyOf: the path from the top
-    kind, expected, value = error.validator, error.validator_value, error.instance
-
-    if "propertyNames" in error.schema_path:
-        # The instance is a key of the mapping at `path`, not a value.
-        return [describe_key_name(path, value, kind, expected)]
-    if kind == "required":
-        return [
-            f"config key '{key_path([*path, name])}' is missing: it is required"
-            for name in expected
-            if isinstance(value, Mapping) and name not in value
-        ]
-    if kind == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        where = f"under '{key_path(path)}'" if path else "at the top level"
-        return [
-            f"config key '{key_path([*path, name])}' is not a known key: "
-            f"allowed keys {where} are {', '.join(allowed)}" + suggestion(name, allowed)
-            for name in value
-            if name not in allowed
-        ]
-    if kind == "anyOf" and error.context:
-        # e.g. "a hub id or null": explain the branch the value was meant for (not null)
-        meant = [e for e in error.context if e.validator != "type" or e.validator_value != "null"]
-        return describe_error(jsonschema.exceptions.best_match(meant or error.context))
-    return [_not_allowed(path, value, allowed_text(kind, expected, value))]
-
-
-def describe_key_name(path: list[str | int], name: Any, kind: str, expected: Any) -> str:
-    """Message for a mapping key rejected by propertyNames (bad benchmark or method name)."""
-    where = f"config key '{key_path([*path, name])}'"
-    if kind == "enum":
-        return (
-            f"{where}: {show(name)} is not allowed as a key of '{key_path(path)}': "
-            f"must be {one_of(expected)}" + suggestion(name, expected)
-        )
-    if kind == "pattern":
-        return (
-            f"{where}: {show(name)} is not allowed as a name: use lower-case letters, digits "
-            f"and underscores, starting with a letter (pattern {expected})"
-        )
-    return f"{where}: {show(name)} is not allowed as a key: {allowed_text(kind, expected, name)}"
-
-
-def allowed_text(kind: str, expected: Any, value: Any) -> str:
-    """What the schema keyword `kind` with value `expected` accepts, in words."""
-    if kind == "type":
-        names = [expected] if isinstance(expected, str) else list(expected)
-        text = "must be " + " or ".join(TYPE_NAMES.get(name, name) for name in names)
-        text += f", not {type_name(value)}"
-        if isinstance(value, str) and _looks_numeric(value):
-            text += numeric_string_hint(value)
-        return text
-    if kind == "enum":
-        return f"must be {one_of(expected)}" + suggestion(value, [str(x) for x in expected])
-    if kind == "const":
-        return f"must be {show(expected)}"
-    bounds = {
-        "minimum": ">=",
-        "exclusiveMinimum": ">",
-        "maximum": "<=",
-        "exclusiveMaximum": "<",
-    }
-    if kind in bounds:
-        return f"must be {bounds[kind]} {expected}"
-    if kind == "multipleOf":
-        return f"must be a multiple of {expected}"
-    if kind == "minItems":
-        return f"must be a list of at least {expected} item" + ("s" if expected != 1 else "")
-    if kind == "maxItems":
-        return f"must be a list of at most {expected} item" + ("s" if expected != 1 else "")
-    if kind == "uniqueItems":
-        repeated = sorted({show(x) for x in value if value.count(x) > 1}) if value else []
-        return "items must be unique; repeated: " + ", ".join(repeated)
-    if kind == "minProperties":
-        return f"must have at least {expected} entr" + ("ies" if expected != 1 else "y")
-    if kind == "minLength":
-        return "must not be empty" if expected == 1 else f"must be at least {expected} characters"
-    if kind == "pattern" and expected == HUB_ID_PATTERN:
-        return (
-            "must be a Hugging Face hub id, owner/name (e.g. muse-bench/MUSE-News): letters, "
-            "digits, '.', '_' or '-' on each side of one '/', no spaces"
-        )
-    if kind == "pattern":
-        return f"must match the pattern {expected}"
-    return f"{kind} {show(expected)} fails"
-
-
-def numeric_string_hint(text: str) -> str:
-    """Why a number arrived as a string: the two usual causes, and their fixes."""
-    if "e" in text.lower() and "." not in text:
-        return (
-            f" (YAML reads {text} as text; write it with a decimal point, e.g. "
-            f"{text.lower().replace('e', '.0e', 1)})"
-        )
-    return (
-        " (remove the quotes; numbers inside a nested --config value arrive as text, so set "
-        "nested keys with --configfile)"
-    )
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
-
 
 # --------------------------------------------------------------------------------------------
 # Cross-field rules. They read the config defensively: a value of the wrong type was already
 # reported by the schema, so here it is skipped rather than crashed on.
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
+def as_mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
@@ -354,12 +38,12 @@ def _items(value: Any) -> list[tuple[int, Any]]:
 
 
 def _int(value: Any) -> int | None:
-    return value if _strict_integer(None, value) else None
+    return value if strict_integer(None, value) else None
 
 
 def cross_field_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
     """Every violated rule that spans several keys."""
-    known = _mapping(_mapping(schema.get("$defs")).get("benchmark_name")).get("enum", [])
+    known = as_mapping(as_mapping(schema.get("$defs")).get("benchmark_name")).get("enum", [])
     return [
         *non_finite_problems(config),
         *benchmark_coverage_problems(config, known),
@@ -402,7 +86,7 @@ def benchmark_coverage_problems(config: Mapping[str, Any], known: Sequence[str])
 
 def _unknown_methods(path: list, names: Any, defined: list[str]) -> list[str]:
     return [
-        _not_allowed(
+        not_allowed(
             [*path, index],
             name,
             f"no such method; the methods defined under 'methods' are "
@@ -415,32 +99,32 @@ def _unknown_methods(path: list, names: Any, defined: list[str]) -> list[str]:
 
 def method_reference_problems(config: Mapping[str, Any]) -> list[str]:
     """Every method that `unlearn.<benchmark>.methods` names must be defined in `methods`."""
-    defined = sorted(_mapping(config.get("methods")))
+    defined = sorted(as_mapping(config.get("methods")))
     problems = []
-    for benchmark, entry in _mapping(config.get("unlearn")).items():
+    for benchmark, entry in as_mapping(config.get("unlearn")).items():
         problems += _unknown_methods(
-            ["unlearn", benchmark, "methods"], _mapping(entry).get("methods"), defined
+            ["unlearn", benchmark, "methods"], as_mapping(entry).get("methods"), defined
         )
     return problems
 
 
 def sweep_problems(config: Mapping[str, Any]) -> list[str]:
     """A swept method must exist and weigh a retain loss by gamma; its benchmark must run."""
-    methods = _mapping(config.get("methods"))
+    methods = as_mapping(config.get("methods"))
     problems = []
-    for benchmark, entry in _mapping(config.get("sweeps")).items():
-        names = _mapping(entry).get("methods")
+    for benchmark, entry in as_mapping(config.get("sweeps")).items():
+        names = as_mapping(entry).get("methods")
         problems += _unknown_methods(["sweeps", benchmark, "methods"], names, sorted(methods))
-        if benchmark not in _mapping(config.get("unlearn")):
+        if benchmark not in as_mapping(config.get("unlearn")):
             problems.append(
                 f"config key 'sweeps.{benchmark}' needs 'unlearn.{benchmark}' (epochs, "
                 "learning_rate, ...): the sweep's runs take their settings from it"
             )
         for index, name in _items(names):
-            method = _mapping(methods.get(name))
+            method = as_mapping(methods.get(name))
             if method and (method.get("retain_loss") is None or "alpha" in method):
                 problems.append(
-                    _not_allowed(
+                    not_allowed(
                         ["sweeps", benchmark, "methods", index],
                         name,
                         "gamma does not act on this method (it needs a retain_loss and no "
@@ -453,28 +137,28 @@ def sweep_problems(config: Mapping[str, Any]) -> list[str]:
 def robustness_problems(config: Mapping[str, Any]) -> list[str]:
     """An attacked method must be one its benchmark runs; an attacked TOFU split a configured
     one; a benchmark's relearn overrides need a shared `relearn` recipe to override."""
-    robustness = _mapping(config.get("robustness"))
-    unlearn = _mapping(config.get("unlearn"))
+    robustness = as_mapping(config.get("robustness"))
+    unlearn = as_mapping(config.get("unlearn"))
     problems = []
-    for benchmark, entry in _mapping(robustness.get("benchmarks")).items():
-        entry = _mapping(entry)
+    for benchmark, entry in as_mapping(robustness.get("benchmarks")).items():
+        entry = as_mapping(entry)
         path = ["robustness", "benchmarks", benchmark]
-        runs = list(_mapping(unlearn.get(benchmark)).get("methods") or [])
+        runs = list(as_mapping(unlearn.get(benchmark)).get("methods") or [])
         for index, name in _items(entry.get("methods")):
             if name not in runs:
                 problems.append(
-                    _not_allowed(
+                    not_allowed(
                         [*path, "methods", index],
                         name,
                         f"only a method that unlearn.{benchmark}.methods runs can be attacked "
                         f"({', '.join(runs) or 'none'})",
                     )
                 )
-        splits = list(_mapping(config.get("tofu")).get("forget_splits") or [])
+        splits = list(as_mapping(config.get("tofu")).get("forget_splits") or [])
         for index, split in _items(entry.get("splits")):
             if benchmark == "tofu" and split not in splits:
                 problems.append(
-                    _not_allowed(
+                    not_allowed(
                         [*path, "splits", index],
                         split,
                         f"not a configured split (tofu.forget_splits: {', '.join(splits)})",
@@ -490,34 +174,34 @@ def robustness_problems(config: Mapping[str, Any]) -> list[str]:
 
 def evaluate_epoch_problems(config: Mapping[str, Any]) -> list[str]:
     """Evaluated epochs must be saved ones: from 1 to that benchmark's unlearn epochs."""
-    unlearn = _mapping(config.get("unlearn"))
+    unlearn = as_mapping(config.get("unlearn"))
     problems = []
-    for benchmark, entry in _mapping(config.get("evaluate")).items():
-        last = _int(_mapping(unlearn.get(benchmark)).get("epochs"))
+    for benchmark, entry in as_mapping(config.get("evaluate")).items():
+        last = _int(as_mapping(unlearn.get(benchmark)).get("epochs"))
         if last is None:
             continue
-        for index, epoch in _items(_mapping(entry).get("epochs")):
+        for index, epoch in _items(as_mapping(entry).get("epochs")):
             if _int(epoch) is not None and not 1 <= epoch <= last:
                 problems.append(
-                    _not_allowed(
+                    not_allowed(
                         ["evaluate", benchmark, "epochs", index],
                         epoch,
                         f"epoch {epoch} will not exist: unlearn.{benchmark}.epochs is {last}",
                     )
                 )
-        chosen, evaluated = _mapping(entry).get("table_epoch"), _mapping(entry).get("epochs")
+        chosen, evaluated = as_mapping(entry).get("table_epoch"), as_mapping(entry).get("epochs")
         if _int(chosen) is not None and isinstance(evaluated, list) and chosen not in evaluated:
             problems.append(
-                _not_allowed(
+                not_allowed(
                     ["evaluate", benchmark, "table_epoch"],
                     chosen,
                     f"the tables can only use an evaluated epoch: one of {evaluated}",
                 )
             )
-        for method, own in _mapping(_mapping(entry).get("method_table_epochs")).items():
+        for method, own in as_mapping(as_mapping(entry).get("method_table_epochs")).items():
             if _int(own) is not None and isinstance(evaluated, list) and own not in evaluated:
                 problems.append(
-                    _not_allowed(
+                    not_allowed(
                         ["evaluate", benchmark, "method_table_epochs", method],
                         own,
                         f"the tables can only use an evaluated epoch: one of {evaluated}",
@@ -528,15 +212,17 @@ def evaluate_epoch_problems(config: Mapping[str, Any]) -> list[str]:
 
 def figure_problems(config: Mapping[str, Any]) -> list[str]:
     """F1 plots runs that exist; F2/F3 need the benchmark's sweep."""
-    figures = _mapping(config.get("figures"))
+    figures = as_mapping(config.get("figures"))
     problems = []
-    geometry = _mapping(figures.get("geometry"))
-    runs = _mapping(_mapping(config.get("unlearn")).get(geometry.get("benchmark"))).get("methods")
+    geometry = as_mapping(figures.get("geometry"))
+    runs = as_mapping(as_mapping(config.get("unlearn")).get(geometry.get("benchmark"))).get(
+        "methods"
+    )
     if isinstance(runs, list):
         for index, name in _items(geometry.get("methods")):
             if name not in runs:
                 problems.append(
-                    _not_allowed(
+                    not_allowed(
                         ["figures", "geometry", "methods", index],
                         name,
                         f"not run on {geometry['benchmark']}: add it to "
@@ -544,9 +230,9 @@ def figure_problems(config: Mapping[str, Any]) -> list[str]:
                     )
                 )
     ablation = figures.get("ablation")
-    if isinstance(ablation, str) and ablation not in _mapping(config.get("sweeps")):
+    if isinstance(ablation, str) and ablation not in as_mapping(config.get("sweeps")):
         problems.append(
-            _not_allowed(
+            not_allowed(
                 ["figures", "ablation"],
                 ablation,
                 f"no sweep to plot: add sweeps.{ablation} (methods and a gamma grid)",
@@ -559,10 +245,10 @@ def method_problems(config: Mapping[str, Any]) -> list[str]:
     """Rules on how a method's losses, rule and hyperparameters fit together."""
     problems = []
     num_layers = _int(
-        _mapping(_mapping(config.get("models")).get("architecture")).get("num_hidden_layers")
+        as_mapping(as_mapping(config.get("models")).get("architecture")).get("num_hidden_layers")
     )
     check_layers = config.get("source") == "miniature" and num_layers is not None
-    for name, method in _mapping(config.get("methods")).items():
+    for name, method in as_mapping(config.get("methods")).items():
         if not isinstance(method, Mapping):
             continue
         problems += single_method_problems(name, method)
@@ -576,13 +262,13 @@ def method_override_problems(config: Mapping[str, Any]) -> list[str]:
     benchmark does not list is kept for when it does), and the method with its overrides must
     still be a valid method."""
     problems = []
-    methods = _mapping(config.get("methods"))
-    for benchmark, entry in _mapping(config.get("unlearn")).items():
-        for name, changes in _mapping(_mapping(entry).get("method_overrides")).items():
+    methods = as_mapping(config.get("methods"))
+    for benchmark, entry in as_mapping(config.get("unlearn")).items():
+        for name, changes in as_mapping(as_mapping(entry).get("method_overrides")).items():
             path = ["unlearn", benchmark, "method_overrides", name]
             if name not in methods:
                 problems.append(
-                    _not_allowed(path, name, "no such method: define it under `methods`")
+                    not_allowed(path, name, "no such method: define it under `methods`")
                     + suggestion(name, list(methods))
                 )
             elif isinstance(methods.get(name), Mapping) and isinstance(changes, Mapping):
@@ -621,7 +307,7 @@ def single_method_problems(name: str, method: Mapping[str, Any]) -> list[str]:
         )
     if "alpha" in method and rule not in (None, "blur"):
         problems.append(
-            _not_allowed([*base, "alpha"], method["alpha"], "alpha is read only by rule 'blur'")
+            not_allowed([*base, "alpha"], method["alpha"], "alpha is read only by rule 'blur'")
         )
     if forget == "nll" and "negation" not in method:
         problems.append(
@@ -638,11 +324,11 @@ def single_method_problems(name: str, method: Mapping[str, Any]) -> list[str]:
     for key, needed in (("beta_dv", "dv"), ("sampling_ratio", "group")):
         if key in method and form != needed:
             problems.append(
-                _not_allowed([*base, key], method[key], f"read only with baldro: {needed}")
+                not_allowed([*base, key], method[key], f"read only with baldro: {needed}")
             )
     if form == "group" and forget == "rmu":
         problems.append(
-            _not_allowed(
+            not_allowed(
                 [*base, "baldro"],
                 form,
                 "BalDRO-G ranks samples by their log-likelihood, which RMU's hidden-state loss "
@@ -651,7 +337,7 @@ def single_method_problems(name: str, method: Mapping[str, Any]) -> list[str]:
         )
     if forget == "rmu" and retain is not None and retain != "rmu":
         problems.append(
-            _not_allowed(
+            not_allowed(
                 [*base, "retain_loss"],
                 retain,
                 "forget_loss 'rmu' pairs only with retain_loss 'rmu'",
@@ -659,7 +345,7 @@ def single_method_problems(name: str, method: Mapping[str, Any]) -> list[str]:
         )
     if retain == "rmu" and forget is not None and forget != "rmu":
         problems.append(
-            _not_allowed(
+            not_allowed(
                 [*base, "retain_loss"],
                 retain,
                 f"retain_loss 'rmu' pairs only with forget_loss 'rmu', not '{forget}' "
@@ -669,7 +355,7 @@ def single_method_problems(name: str, method: Mapping[str, Any]) -> list[str]:
     for key in ("gamma", "alpha"):
         if key in method and rule is None:
             problems.append(
-                _not_allowed(
+                not_allowed(
                     [*base, key],
                     method[key],
                     f"{key} weighs the retain gradient, but the method has no rule/retain_loss; "
@@ -679,7 +365,7 @@ def single_method_problems(name: str, method: Mapping[str, Any]) -> list[str]:
     for key, (loss_key, users) in HYPERPARAMETER_USERS.items():
         if key in method and method.get(loss_key) not in users:
             problems.append(
-                _not_allowed(
+                not_allowed(
                     [*base, key],
                     method[key],
                     f"{key} is only read when {loss_key} is {' or '.join(users)}, "
@@ -692,7 +378,7 @@ def single_method_problems(name: str, method: Mapping[str, Any]) -> list[str]:
 def layer_problems(name: str, method: Mapping[str, Any], num_layers: int) -> list[str]:
     """RMU layer indices must exist in the miniature model."""
     return [
-        _not_allowed(
+        not_allowed(
             ["methods", name, "layers", index],
             layer,
             f"must be < models.architecture.num_hidden_layers ({num_layers}); "
@@ -711,13 +397,13 @@ def architecture_problems(config: Mapping[str, Any]) -> list[str]:
     """
     if config.get("source") != "miniature":
         return []
-    models = _mapping(config.get("models"))
-    arch = _mapping(models.get("architecture"))
+    models = as_mapping(config.get("models"))
+    arch = as_mapping(models.get("architecture"))
     hidden, heads = _int(arch.get("hidden_size")), _int(arch.get("num_attention_heads"))
     problems = []
     if hidden and heads and (hidden % heads or (hidden // heads) % 2):
         problems.append(
-            _not_allowed(
+            not_allowed(
                 ["models", "architecture", "hidden_size"],
                 hidden,
                 f"must be a multiple of 2 * num_attention_heads ({2 * heads}), so that every "
@@ -725,20 +411,20 @@ def architecture_problems(config: Mapping[str, Any]) -> list[str]:
             )
         )
     positions = _int(arch.get("max_position_embeddings"))
-    lengths = [(["models", stage, "max_length"], _mapping(models.get(stage)).get("max_length"))
+    lengths = [(["models", stage, "max_length"], as_mapping(models.get(stage)).get("max_length"))
                for stage in ("pretrain", "finetune")]  # fmt: skip
-    for benchmark, entry in _mapping(config.get("unlearn")).items():
-        entry = _mapping(entry)
+    for benchmark, entry in as_mapping(config.get("unlearn")).items():
+        entry = as_mapping(entry)
         lengths.append((["unlearn", benchmark, "max_length"], entry.get("max_length")))
         lengths += [
             (["unlearn", benchmark, "forget_lengths", topic], value)
-            for topic, value in _mapping(entry.get("forget_lengths")).items()
+            for topic, value in as_mapping(entry.get("forget_lengths")).items()
         ]
     for path, value in lengths:
         length = _int(value)
         if positions and length and length > positions:
             problems.append(
-                _not_allowed(
+                not_allowed(
                     path,
                     length,
                     f"must be <= models.architecture.max_position_embeddings ({positions}), the "
@@ -752,7 +438,7 @@ def non_finite_problems(value: Any, path: list[str | int] | None = None) -> list
     """NaN and infinity anywhere (YAML's .nan / .inf parse as floats the schema accepts)."""
     path = path or []
     if isinstance(value, float) and not math.isfinite(value):
-        return [_not_allowed(path, value, "must be a finite number (not NaN or infinity)")]
+        return [not_allowed(path, value, "must be a finite number (not NaN or infinity)")]
     if isinstance(value, Mapping):
         return [p for k, v in value.items() for p in non_finite_problems(v, [*path, k])]
     if isinstance(value, list):
@@ -768,7 +454,7 @@ def reference_model_roles(benchmark: str, config: Mapping[str, Any]) -> list[str
 
     kind = family(benchmark)
     if kind == "tofu":
-        splits = _mapping(config.get("tofu")).get("forget_splits")
+        splits = as_mapping(config.get("tofu")).get("forget_splits")
         oracles = [TOFU_RETAIN_OF[s] for _, s in _items(splits) if s in TOFU_RETAIN_OF]
         return [START_ROLE[kind], *oracles]
     return [START_ROLE[kind], *([ORACLE_ROLE[kind]] if ORACLE_ROLE[kind] else [])]
@@ -785,7 +471,7 @@ def hub_problems(config: Mapping[str, Any], known: Sequence[str]) -> list[str]:
             "config key 'hub' is missing: source 'hub' downloads the benchmarks and models named "
             "there (hub.<benchmark>.models; see config/paper.yaml)"
         ]
-    hub = _mapping(config.get("hub"))
+    hub = as_mapping(config.get("hub"))
     listed = [b for _, b in _items(config.get("benchmarks")) if b in known]
     problems = [
         f"config key 'hub.{benchmark}' is missing: benchmark '{benchmark}' is listed in "
@@ -796,7 +482,7 @@ def hub_problems(config: Mapping[str, Any], known: Sequence[str]) -> list[str]:
     ]
     for benchmark in listed:
         entry = hub.get(benchmark)
-        models = _mapping(_mapping(entry).get("models"))
+        models = as_mapping(as_mapping(entry).get("models"))
         problems += [
             f"config key 'hub.{benchmark}.models.{role}' is missing: {benchmark} needs its {role} "
             "model: {repo: <hub id>} downloads it, {build_from: <hub id of a base model>} "
@@ -805,8 +491,8 @@ def hub_problems(config: Mapping[str, Any], known: Sequence[str]) -> list[str]:
             if isinstance(entry, Mapping) and role not in models
         ]
     for benchmark, entry in hub.items():
-        problems += hub_entry_problems(config, benchmark, _mapping(entry))
-    wmdp = _mapping(config.get("wmdp"))
+        problems += hub_entry_problems(config, benchmark, as_mapping(entry))
+    wmdp = as_mapping(config.get("wmdp"))
     topics = wmdp.get("topics")
     if (
         "wmdp" in listed
@@ -830,17 +516,17 @@ def hub_entry_problems(
 
     problems = []
     roles = DEFAULT_DATASETS.get(benchmark, {})
-    for role in _mapping(entry.get("datasets")):
+    for role in as_mapping(entry.get("datasets")):
         if roles and role not in roles:
             problems.append(
-                _not_allowed(
+                not_allowed(
                     ["hub", benchmark, "datasets", role],
                     role,
                     f"{benchmark} reads the dataset roles {', '.join(roles)} only",
                 )
             )
-    replay = _mapping(_mapping(config.get("models")).get("finetune")).get("replay_general")
-    for role, model in _mapping(entry.get("models")).items():
+    replay = as_mapping(as_mapping(config.get("models")).get("finetune")).get("replay_general")
+    for role, model in as_mapping(entry.get("models")).items():
         if not isinstance(model, Mapping):
             continue
         path = key_path(["hub", benchmark, "models", role])
@@ -853,7 +539,7 @@ def hub_entry_problems(
             )
         if base and isinstance(replay, int | float) and replay > 0:
             problems.append(
-                _not_allowed(
+                not_allowed(
                     ["models", "finetune", "replay_general"],
                     replay,
                     f"must be 0 when a model is built from a hub base ({path}.build_from): "
@@ -861,11 +547,3 @@ def hub_entry_problems(
                 )
             )
     return problems
-
-
-def iter_schema_keys(schema: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, dict]]:
-    """Every named property of the schema as (dotted path, subschema); used to check docs."""
-    for name, sub in _mapping(schema.get("properties")).items():
-        path = f"{prefix}.{name}" if prefix else name
-        yield path, sub
-        yield from iter_schema_keys(sub, path)
