@@ -7,7 +7,7 @@ CORES ?= 2
 SNAKEMAKE_ARGS ?=
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: reproduce test test-fast lint format setup clean slurm-profile gpu-check verify
+.PHONY: reproduce robustness test test-fast lint format setup clean slurm-profile gpu-check verify
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ setup: $(VENV)/.installed
 reproduce: setup
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES) $(SNAKEMAKE_ARGS)
 
+# Beyond the paper, its own target (docs/robustness.md): relearning and quantization attacks on
+# the table rows, evaluated again; table T4, figure F5. Reuses what `make reproduce` made.
+robustness: setup
+	$(BIN)/snakemake --profile profiles/local --cores $(CORES) $(SNAKEMAKE_ARGS) robustness
+
 test: setup
 	$(BIN)/python -m pytest -q
 
@@ -35,7 +40,7 @@ test-fast: setup
 # Read-only: recheck every checksum of paper_figures/MANIFEST.json (tables, figures, result
 # JSONs, model weights); runs no job.
 verify: setup
-	$(BIN)/python -m bilevel_unlearning.cli verify --manifest paper_figures/MANIFEST.json
+	$(BIN)/python -m bilevel_unlearning.cli verify --manifest paper_figures/MANIFEST*.json
 
 # Once per cluster account: link profiles/slurm where Snakemake finds a profile by name, so that
 # `snakemake --profile slurm all` works from the repository root.

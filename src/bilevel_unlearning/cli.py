@@ -155,10 +155,11 @@ def cmd_manifest(args: argparse.Namespace) -> None:
 def cmd_verify(args: argparse.Namespace) -> None:
     from bilevel_unlearning.report.manifest import verify_manifest
 
-    problems = verify_manifest(Path(args.manifest))
-    if problems:
-        raise SystemExit("verification failed:\n" + "\n".join(f"  {p}" for p in problems))
-    print(f"verified: every checksum in {args.manifest} matches")
+    for manifest in args.manifest:
+        problems = verify_manifest(Path(manifest))
+        if problems:
+            raise SystemExit("verification failed:\n" + "\n".join(f"  {p}" for p in problems))
+        print(f"verified: every checksum in {manifest} matches")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -378,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_manifest)
 
     p = sub.add_parser("verify", help="recompute the manifest's checksums; fail on a mismatch")
-    p.add_argument("--manifest", required=True)
+    p.add_argument("--manifest", nargs="+", required=True, help="one or more MANIFEST*.json")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("compare", help="tables against expected tables or published numbers")

@@ -21,6 +21,7 @@ from conftest import REPO
 from workflow_helpers import planned_jobs, run_snakemake, snakemake_command
 
 TINY = REPO / "tests" / "config" / "tiny.yaml"
+TARGETS = ("all", "robustness")  # the default run, and the attacks (its own target)
 
 pytestmark = pytest.mark.workflow
 # jobs that gather every result: planned again whenever any result changes
@@ -32,7 +33,9 @@ REPORT_JOBS = {
     "figure_4_trajectories",
     "figure_5_relearning",
     "manifest",
+    "manifest_robustness",
     "compare_expected",
+    "compare_expected_robustness",
 }
 
 
@@ -47,7 +50,7 @@ def snakemake(
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("workflow")
     shutil.copytree(REPO / "config", workdir / "config")
-    result = snakemake(workdir)
+    result = snakemake(workdir, *TARGETS)
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir
 
@@ -98,7 +101,7 @@ def test_models_load_and_record_provenance(tiny_run: Path) -> None:
 
 
 def test_finished_workflow_has_nothing_to_do(tiny_run: Path) -> None:
-    result = snakemake(tiny_run, "--dry-run")
+    result = snakemake(tiny_run, "--dry-run", *TARGETS)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Nothing to be done" in result.stdout + result.stderr
 
@@ -107,7 +110,7 @@ def plan_with_override(workdir: Path, name: str, yaml_text: str) -> dict[str, in
     """The jobs a dry run plans once an override file is merged over the tiny config."""
     override = workdir / name
     override.write_text(yaml_text)
-    result = snakemake(workdir, "--dry-run", overrides=(override,))
+    result = snakemake(workdir, "--dry-run", *TARGETS, overrides=(override,))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     return planned_jobs(output)

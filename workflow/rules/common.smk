@@ -184,13 +184,9 @@ def reference_eval(benchmark, row, attack):
 
 
 def eval_files(benchmark):
-    """Every evaluation of a benchmark: each row as it is, then each attacked row."""
-    plain = [eval_file(benchmark, row, e) for row, e in evaluations(config, benchmark)]
-    attacked = [
-        eval_file(benchmark, row, e, attack)
-        for row, attack, e in attacked_evaluations(config, benchmark)
-    ]
-    return plain + (attacked if benchmark in ATTACKED else [])
+    """Every evaluation of a benchmark's rows as they are (the attacked ones: rule
+    robustness)."""
+    return [eval_file(benchmark, row, e) for row, e in evaluations(config, benchmark)]
 
 
 def launcher(gpus):
@@ -247,6 +243,27 @@ def robustness_inputs(kinds):
         for attack in [NO_ATTACK, *attack_names(config, b)]
         if attack == NO_ATTACK or attack.split("_")[0] in kinds
     ]
+
+
+def part_outputs(part):
+    tables, figures = PARTS[part]["tables"], PARTS[part]["figures"]
+    return [f"paper_figures/{t}.{x}" for t in tables for x in ("csv", "md", "tex")] + [
+        f"paper_figures/{f}.{x}" for f in figures for x in ("pdf", "png")
+    ]
+
+
+def part_results(part):
+    jobs = [TABLES[t] for t in PARTS[part]["tables"]]
+    jobs += [FIGURE_JOBS[f] for f in PARTS[part]["figures"]]
+    return sorted({f for inputs, *_ in jobs for f in inputs})
+
+
+def written_manifests():
+    """The manifests `verify` rechecks: the paper's, and the robustness part's once written."""
+    robustness = "paper_figures/MANIFEST_robustness.json"
+    return ["paper_figures/MANIFEST.json"] + (
+        [robustness] if Path(robustness).exists() else []
+    )
 
 
 # ---------------------------------------------------------------- hub mode (download.smk)

@@ -194,31 +194,52 @@ for _name, (_inputs, _settings, _modules, _category) in FIGURE_JOBS.items():
             " --out {params.out} > {log} 2>&1"
 
 
-PAPER_OUTPUTS = [
-    f"paper_figures/{t}.{suffix}" for t in TABLES for suffix in ("csv", "md", "tex")
-] + [f"paper_figures/{f}.{suffix}" for f in FIGURE_JOBS for suffix in ("pdf", "png")]
-USED_RESULTS = sorted(
-    {f for inputs, *_ in [*TABLES.values(), *FIGURE_JOBS.values()] for f in inputs}
-)
-CHECKS = []
+# Two parts, each with its manifest and its comparison with the expected tables: the paper's
+# outputs (rule paper_outputs, part of `all`) and, beyond the paper, the robustness attacks
+# (rule robustness, its own target: its ~70 extra jobs would double the default run).
+ROBUSTNESS_OUTPUTS = ("table_4_robustness", "figure_5_relearning")
+PARTS = {
+    part: {
+        "tables": [
+            t for t in TABLES if (t in ROBUSTNESS_OUTPUTS) == (part == "robustness")
+        ],
+        "figures": [
+            f
+            for f in FIGURE_JOBS
+            if (f in ROBUSTNESS_OUTPUTS) == (part == "robustness")
+        ],
+    }
+    for part in ("paper", "robustness")
+}
+SUFFIX = {"paper": "", "robustness": "_robustness"}
 
 
-rule manifest:
-    input:
-        outputs=PAPER_OUTPUTS,
-        results=USED_RESULTS,
-    output:
-        "paper_figures/MANIFEST.json",
-    log:
-        f"{RESULTS}/logs/report/manifest.log",
-    conda:
-        ENV
-    shell:
-        "python -m bilevel_unlearning.cli manifest --outputs {input.outputs}"
-        " --results {input.results} --out {output} > {log} 2>&1"
+PAPER_OUTPUTS = part_outputs("paper")
+USED_RESULTS = part_results("paper")
+CHECKS = {"paper": [], "robustness": []}
+
+for _part, _suffix in SUFFIX.items():
+    if not part_outputs(_part):
+        continue
+
+    rule:
+        name:
+            f"manifest{_suffix}"
+        input:
+            outputs=part_outputs(_part),
+            results=part_results(_part),
+        output:
+            f"paper_figures/MANIFEST{_suffix}.json",
+        log:
+            f"{RESULTS}/logs/report/manifest{_suffix}.log",
+        conda:
+            ENV
+        shell:
+            "python -m bilevel_unlearning.cli manifest --outputs {input.outputs}"
+            " --results {input.results} --out {output} > {log} 2>&1"
 
 
-# Read-only: the manifest is a parameter, not an input, so `snakemake verify` runs no other
+# Read-only: the manifests are parameters, not inputs, so `snakemake verify` runs no other
 # job (a stale workspace is reported, not rebuilt); it writes its own log and nothing else.
 rule verify:
     log:
@@ -226,9 +247,9 @@ rule verify:
     conda:
         ENV
     params:
-        manifest=rules.manifest.output[0],
+        manifests=written_manifests(),
     shell:
-        "python -m bilevel_unlearning.cli verify --manifest {params.manifest} 2>&1 | tee {log}"
+        "python -m bilevel_unlearning.cli verify --manifest {params.manifests} 2>&1 | tee {log}"
 
 
 if config.get("expected_tables") and TABLES:
@@ -238,30 +259,37 @@ if config.get("expected_tables") and TABLES:
             f"config/expected/{config['expected_tables']}/; set it to null, or copy a run's "
             "paper_figures/table_*.csv there to compare later runs with it"
         )
-    CHECKS.append("paper_figures/expected_comparison.md")
 
-    rule compare_expected:
-        input:
-            tables=[f"paper_figures/{t}.csv" for t in TABLES],
-            expected=[
-                f"config/expected/{config['expected_tables']}/{t}.csv" for t in TABLES
-            ],
-        output:
-            markdown="paper_figures/expected_comparison.md",
-            cells="paper_figures/expected_comparison.json",
-        log:
-            f"{RESULTS}/logs/report/expected_comparison.log",
-        conda:
-            ENV
-        params:
-            expected=lambda w, input: str(Path(input.expected[0]).parent),
-        shell:
-            "python -m bilevel_unlearning.cli compare --inputs {input.tables}"
-            " --expected {params.expected} --out {output.markdown} 2>&1 | tee {log}"
+    for _part, _suffix in SUFFIX.items():
+        if not PARTS[_part]["tables"]:
+            continue
+        CHECKS[_part].append(f"paper_figures/expected_comparison{_suffix}.md")
+
+        rule:
+            name:
+                f"compare_expected{_suffix}"
+            input:
+                tables=[f"paper_figures/{t}.csv" for t in PARTS[_part]["tables"]],
+                expected=[
+                    f"config/expected/{config['expected_tables']}/{t}.csv"
+                    for t in PARTS[_part]["tables"]
+                ],
+            output:
+                markdown=f"paper_figures/expected_comparison{_suffix}.md",
+                cells=f"paper_figures/expected_comparison{_suffix}.json",
+            log:
+                f"{RESULTS}/logs/report/expected_comparison{_suffix}.log",
+            conda:
+                ENV
+            params:
+                expected=lambda w, input: str(Path(input.expected[0]).parent),
+            shell:
+                "python -m bilevel_unlearning.cli compare --inputs {input.tables}"
+                " --expected {params.expected} --out {output.markdown} 2>&1 | tee {log}"
 
 
 if config["source"] == "hub":
-    CHECKS.append("paper_figures/reference_comparison.md")
+    CHECKS["paper"].append("paper_figures/reference_comparison.md")
 
     rule compare_reference:
         input:
@@ -284,5 +312,14 @@ if config["source"] == "hub":
 rule paper_outputs:
     input:
         PAPER_OUTPUTS,
-        rules.manifest.output,
-        CHECKS,
+        "paper_figures/MANIFEST.json",
+        CHECKS["paper"],
+
+
+# Beyond the paper, its own target: `snakemake robustness` (make robustness) attacks the
+# configured rows, evaluates them again and writes T4, F5, their manifest and comparison.
+rule robustness:
+    input:
+        part_outputs("robustness"),
+        "paper_figures/MANIFEST_robustness.json" if part_outputs("robustness") else [],
+        CHECKS["robustness"],
