@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from bilevel_unlearning.benchmarks import benchmark as bench
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -79,14 +81,19 @@ def wmdp_table(topics: Sequence[str]) -> tuple[str, ...]:
     return (*(wmdp_metric(t) for t in WMDP_TOPIC_LABELS if t in topics), "mmlu_acc")
 
 
+# What an attack is read on per family (WMDP: its topics' accuracies and MMLU, wmdp_table)
+ROBUSTNESS_METRICS = {
+    "muse": ("verbmem_forget", "knowmem_forget", "knowmem_retain"),
+    "tofu": ("forget_Q_A_Prob", "forget_Q_A_ROUGE", "model_utility"),
+}
+
+
 def robustness_metrics(benchmark: str, topics: Sequence[str]) -> tuple[str, ...]:
     """What an attack is read on: the forget metrics (first), then the utility kept."""
-    family = benchmark.split("_")[0]
-    if family == "muse":
-        return ("verbmem_forget", "knowmem_forget", "knowmem_retain")
+    family = bench(benchmark).family
     if family == "wmdp":
         return wmdp_table(topics)
-    return ("forget_Q_A_Prob", "forget_Q_A_ROUGE", "model_utility")
+    return ROBUSTNESS_METRICS[family]
 
 
 def tolerance(name: str) -> tuple[float, bool]:

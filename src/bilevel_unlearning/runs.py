@@ -12,16 +12,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bilevel_unlearning.benchmarks import BENCHMARKS
+from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.data.layout import TOFU_RETAIN_OF
 
-# The model each benchmark's unlearning starts from, and its oracle (what it should approach).
-START_ROLE = {"muse": "target", "tofu": "full", "wmdp": "original"}
-ORACLE_ROLE = {"muse": "retrain", "tofu": "retain", "wmdp": None}
+# The model each family's unlearning starts from, and its oracle (what it should approach).
+START_ROLE = {b.family: b.start_role for b in BENCHMARKS.values()}
+ORACLE_ROLE = {b.family: b.oracle_role for b in BENCHMARKS.values()}
 
 
 def family(benchmark: str) -> str:
     """muse_news and muse_books share MUSE's settings and metrics."""
-    return benchmark.split("_")[0]
+    return bench(benchmark).family
 
 
 @dataclass(frozen=True)
@@ -44,14 +46,14 @@ def run_name(method: str, gamma: float | None = None, split: str | None = None) 
 
 
 def _splits(config: Mapping[str, Any], benchmark: str) -> list[str | None]:
-    return list(config["tofu"]["forget_splits"]) if benchmark == "tofu" else [None]
+    return list(config["tofu"]["forget_splits"]) if bench(benchmark).per_split else [None]
 
 
 def _settings(config: Mapping[str, Any], benchmark: str, split: str | None) -> dict[str, Any]:
     """The benchmark's unlearn entry without its method list (adding a method reruns nothing)."""
     entry = config["unlearn"][benchmark]
     settings = {k: v for k, v in entry.items() if k not in ("methods", "method_overrides")}
-    if benchmark == "wmdp":
+    if bench(benchmark).topics:
         settings["topics"] = list(config["wmdp"]["topics"])
     if split is not None:
         settings.update(forget_split=split, retain_split=TOFU_RETAIN_OF[split])
@@ -122,9 +124,8 @@ def method_params(config: Mapping[str, Any], benchmark: str, method: str) -> dic
 
 def reference_models(config: Mapping[str, Any], benchmark: str) -> dict[str, str]:
     """Reference rows -> model role: the start model and the oracle (per TOFU split)."""
-    kind = family(benchmark)
-    start, oracle = START_ROLE[kind], ORACLE_ROLE[kind]
-    if benchmark != "tofu":
+    start, oracle = bench(benchmark).start_role, bench(benchmark).oracle_role
+    if not bench(benchmark).per_split:
         return {start: start, **({oracle: oracle} if oracle else {})}
     refs = {}
     for split in config["tofu"]["forget_splits"]:
@@ -138,18 +139,17 @@ def oracle_row(benchmark: str, row: str) -> str | None:
 
     None for the oracle itself and on WMDP, which has no oracle.
     """
-    kind = family(benchmark)
-    oracle = ORACLE_ROLE[kind]
+    oracle = bench(benchmark).oracle_role
     if oracle is None:
         return None
-    if benchmark == "tofu":
-        oracle = f"{oracle}-{row.rsplit('-', 1)[1]}"
+    if bench(benchmark).per_split:
+        oracle = f"{oracle}-{row_split(benchmark, row)}"
     return None if row == oracle else oracle
 
 
 def row_split(benchmark: str, row: str) -> str | None:
     """The TOFU forget split a row is evaluated on (the suffix of its name)."""
-    return row.rsplit("-", 1)[1] if benchmark == "tofu" else None
+    return row.rsplit("-", 1)[1] if bench(benchmark).per_split else None
 
 
 def evaluations(config: Mapping[str, Any], benchmark: str) -> list[tuple[str, int]]:
@@ -164,7 +164,7 @@ def evaluation_settings(config: Mapping[str, Any], benchmark: str, row: str) -> 
     """What an evaluation job reads: the benchmark family's metric settings and batch size."""
     kind = family(benchmark)
     settings = {**config[kind], "batch_size": config["evaluate"][benchmark].get("batch_size", 32)}
-    if kind == "tofu":
+    if bench(benchmark).per_split:
         settings.pop("forget_splits")
         settings["forget_split"] = row_split(benchmark, row)
     return settings
@@ -220,7 +220,9 @@ def attacked_rows(config: Mapping[str, Any], benchmark: str) -> list[tuple[str, 
     splits = entry.get("splits") or _splits(config, benchmark)
     references = reference_models(config, benchmark) if entry.get("references", True) else {}
     rows = [
-        (ref, 0) for ref in references if benchmark != "tofu" or row_split(benchmark, ref) in splits
+        (ref, 0)
+        for ref in references
+        if not bench(benchmark).per_split or row_split(benchmark, ref) in splits
     ]
     for method in entry.get("methods") or config["unlearn"][benchmark]["methods"]:
         for split in splits:
@@ -251,8 +253,8 @@ def attack_settings(
     overrides = _attack_entry(config, benchmark).get("relearn", {})
     recipe = {k: v for k, v in {**robustness["relearn"], **overrides}.items() if k != "steps"}
     settings = {"kind": kind, **recipe, "steps": int(size.removeprefix("s"))}
-    if benchmark == "tofu":
+    if bench(benchmark).per_split:
         settings.update(forget_split=row_split(benchmark, row), **chat_settings(config))
-    if benchmark == "wmdp":
+    if bench(benchmark).topics:
         settings["topics"] = list(config["wmdp"]["topics"])
     return settings

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.io import read_json, write_json
 from bilevel_unlearning.models.hf import load_model, load_tokenizer
 from bilevel_unlearning.provenance import evaluation_provenance
@@ -28,12 +29,13 @@ def require_file(path: Path, made_by: str) -> None:
 
 def benchmark_files(benchmark: str, data: Path, settings: Mapping[str, Any]) -> list[Path]:
     """The data files an evaluation reads, each checked to exist."""
-    if benchmark.startswith("muse_"):
+    family = bench(benchmark).family
+    if family == "muse":
         names = ["verbmem/forget.jsonl", "privleak/forget.jsonl", "privleak/holdout.jsonl"]
         names += [
             f"knowmem/{s}_qa{icl}.jsonl" for s in ("forget", "retain") for icl in ("", "_icl")
         ]
-    elif benchmark == "tofu":
+    elif family == "tofu":
         names = [f"{settings['forget_split']}_perturbed.jsonl", "retain_perturbed.jsonl"]
         names += ["real_authors_perturbed.jsonl", "world_facts_perturbed.jsonl"]
     else:
@@ -50,10 +52,11 @@ def oracle_statistic(benchmark: str, reference: Path | None) -> Any:
         return None
     require_file(reference, f"evaluate_{benchmark} (the oracle's row)")
     oracle = read_json(reference, made_by=f"rule evaluate_{benchmark} (the oracle's row)")
-    if benchmark.startswith("muse_"):
+    family = bench(benchmark).family
+    if family == "muse":
         mia = {name: entry["auc"] for name, entry in oracle.get("mia", {}).items()}
         return oracle["metrics"]["privleak_auc"], mia or None
-    if benchmark == "tofu":
+    if family == "tofu":
         return [x["truth_ratio"] for x in oracle["items"]["forget"]]
     return None
 
@@ -69,13 +72,14 @@ def benchmark_metrics(
 ) -> dict[str, Any]:
     """The benchmark's evaluator on one model; each job imports only its own (lm-eval for
     WMDP, rouge-score and its nltk for MUSE and TOFU: seconds of start-up each)."""
-    if benchmark == "wmdp":
+    family = bench(benchmark).family
+    if family == "wmdp":
         from bilevel_unlearning.evaluation.wmdp import evaluate_wmdp
 
         return evaluate_wmdp(model_dir, data, settings, precision, source == "miniature")
     model = load_model(model_dir, precision)
     tokenizer = load_tokenizer(model_dir)
-    if benchmark == "tofu":
+    if family == "tofu":
         from bilevel_unlearning.evaluation.tofu import evaluate_tofu
 
         return evaluate_tofu(model, tokenizer, data, settings["forget_split"], settings, oracle)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.data.layout import TOFU_RETAIN_OF
 from bilevel_unlearning.io import read_jsonl
 
@@ -29,34 +30,35 @@ WMDP_SOURCES = {
 }
 
 
+# Roles trained from fixed files (TOFU's roles are its splits: role_sources)
+FIXED_SOURCES = {"muse": MUSE_SOURCES, "wmdp": WMDP_SOURCES}
+
+
 def model_roles(benchmark: str, config: dict[str, Any]) -> list[str]:
-    """The reference models of a benchmark (targets and oracles) that the models stage makes."""
-    if benchmark.startswith("muse_"):
-        return list(MUSE_SOURCES)
-    if benchmark == "tofu":
-        return ["full", *(TOFU_RETAIN_OF[s] for s in config["tofu"]["forget_splits"])]
-    if benchmark == "wmdp":
-        return list(WMDP_SOURCES)
-    raise ValueError(f"unknown benchmark {benchmark!r}")
+    """The reference models of a benchmark (targets and oracles) that the models stage makes:
+    TOFU's full model and the retain oracle of each configured forget split."""
+    spec = bench(benchmark)
+    if spec.per_split:
+        retains = (TOFU_RETAIN_OF[s] for s in config["tofu"]["forget_splits"])
+        return [spec.start_role, *retains]
+    return list(FIXED_SOURCES[spec.family])
 
 
 def role_sources(benchmark: str, role: str) -> tuple[str, ...]:
     """Data files (relative to the benchmark's data folder) a role is trained on."""
-    if benchmark.startswith("muse_"):
-        return MUSE_SOURCES[role]
-    if benchmark == "tofu":
-        return (f"{role}.jsonl",)
-    return WMDP_SOURCES[role]
+    spec = bench(benchmark)
+    return (f"{role}.jsonl",) if spec.per_split else FIXED_SOURCES[spec.family][role]
 
 
 def forget_sources(benchmark: str, settings: dict[str, Any]) -> tuple[str, ...]:
     """The forget data of a benchmark (what unlearning removes and the relearning attack
     trains on): MUSE's forget corpus, a TOFU forget split's QA, WMDP's topics' forget corpora."""
-    if benchmark.startswith("muse_"):
-        return ("raw/forget.jsonl",)
-    if benchmark == "tofu":
+    spec = bench(benchmark)
+    if spec.per_split:
         return (f"{settings['forget_split']}.jsonl",)
-    return tuple(f"corpora/{t}-forget-corpus.jsonl" for t in settings["topics"])
+    if spec.topics:
+        return tuple(f"corpora/{t}-forget-corpus.jsonl" for t in settings["topics"])
+    return ("raw/forget.jsonl",)
 
 
 def examples_of(
@@ -71,7 +73,7 @@ def examples_of(
     from bilevel_unlearning.models.train import PLAIN_CHAT, qa_example, text_example
 
     chat = chat or PLAIN_CHAT
-    if benchmark == "tofu":
+    if bench(benchmark).chat_qa:
         return [
             qa_example(tokenizer, r["question"], r["answer"], max_length, chat) for r in records
         ]

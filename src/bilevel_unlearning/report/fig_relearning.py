@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bilevel_unlearning import metric_catalog as catalog
+from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.report.figures import integer_ticks, new_figure, save_figure, shared_legend
 from bilevel_unlearning.report.style import ARROWS, REFERENCE_COLOUR, display
 from bilevel_unlearning.report.tables import BENCHMARK_LABELS
@@ -19,7 +20,7 @@ from bilevel_unlearning.runs import NO_ATTACK, ORACLE_ROLE
 
 def relearning_panels(benchmark: str, topics: Sequence[str]) -> tuple[str, ...]:
     """The forget metric(s) a benchmark's panel shows (WMDP: one per topic)."""
-    family = benchmark.split("_")[0]
+    family = bench(benchmark).family
     if family == "muse":
         return ("knowmem_forget",)
     if family == "wmdp":

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bilevel_unlearning import metric_catalog as catalog
+from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.report.figures import (
     integer_ticks,
     metric_at,
@@ -34,7 +35,7 @@ def plot_trajectories(
     suffix: str = "",
 ) -> list[str]:
     """Each method's path from the start model (epoch 0) through its evaluated epochs."""
-    family = benchmark.split("_")[0]
+    family = bench(benchmark).family
     panels = PANELS[family]
     figure, axes = new_figure(len(panels), height=1.8, columns=2.0)
     start = START_ROLE[family] + suffix

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bilevel_unlearning import metric_catalog as catalog
+from bilevel_unlearning.benchmarks import BENCHMARKS
 from bilevel_unlearning.io import read_json, write_text
 from bilevel_unlearning.report.style import ARROWS, display
 from bilevel_unlearning.runs import NO_ATTACK, ORACLE_ROLE, START_ROLE
@@ -68,7 +69,7 @@ class Table:
         return formatted(self.values.get((row, column)), scale, digits)
 
 
-CORPUS = {"muse_news": "News", "muse_books": "Books"}
+CORPUS = {b.name: b.label for b in BENCHMARKS.values() if b.family == "muse"}
 
 
 def best_of(values: Sequence[float], direction: str) -> float:
@@ -318,7 +319,7 @@ def tofu_table(
 
 # ------------------------------------------------------------------ T4: robustness
 
-BENCHMARK_LABELS = {"muse_news": "News", "muse_books": "Books", "tofu": "TOFU", "wmdp": "WMDP"}
+BENCHMARK_LABELS = {b.name: b.label for b in BENCHMARKS.values()}
 
 
 def attack_label(attack: str) -> str:

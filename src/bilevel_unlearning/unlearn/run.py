@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from bilevel_unlearning import methods
+from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.models.hf import (
     enable_activation_checkpointing,
     load_model,
@@ -38,15 +39,15 @@ def benchmark_data(
     benchmark: str, tokenizer: Any, data_dir: Path, settings: Mapping
 ) -> UnlearnData:
     """The forget/retain examples of a benchmark, batched as the paper's code batches them."""
-    length = settings["max_length"]
-    if benchmark.startswith("muse_"):
-        return muse_data(tokenizer, data_dir, length)
-    if benchmark == "tofu":
+    length, family = settings["max_length"], bench(benchmark).family
+    if family == "tofu":
         split = settings["forget_split"]
         chat = ChatFormat.from_settings(settings)
         return tofu_data(tokenizer, data_dir, split, settings["retain_split"], length, chat)
-    lengths = {topic: settings["forget_lengths"][topic] for topic in settings["topics"]}
-    return wmdp_data(tokenizer, data_dir, settings["topics"], lengths, length)
+    if family == "wmdp":
+        lengths = {topic: settings["forget_lengths"][topic] for topic in settings["topics"]}
+        return wmdp_data(tokenizer, data_dir, settings["topics"], lengths, length)
+    return muse_data(tokenizer, data_dir, length)
 
 
 def reinforced_model(
