@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.unlearn_step import data, model
-from bilevel_unlearning.models.train import collate
+from bilevel_unlearning.models.encoding import collate
 
 
 def unchanged_share(before: list[torch.Tensor], after: list[torch.Tensor]) -> float:

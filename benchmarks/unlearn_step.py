@@ -24,7 +24,7 @@ import torch
 import yaml
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bilevel_unlearning.models.train import Example
+from bilevel_unlearning.models.encoding import Example
 from bilevel_unlearning.unlearn.data import UnlearnData
 from bilevel_unlearning.unlearn.loop import LoopSettings, Unlearner
 from bilevel_unlearning.unlearn.objectives import Objective

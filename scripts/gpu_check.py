@@ -46,8 +46,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.unlearn_step import authors_style_blur
 from bilevel_unlearning.io import write_json
+from bilevel_unlearning.models.encoding import Example
 from bilevel_unlearning.models.hf import enable_activation_checkpointing
-from bilevel_unlearning.models.train import Example
 from bilevel_unlearning.runtime import device_name
 from bilevel_unlearning.unlearn.data import UnlearnData
 from bilevel_unlearning.unlearn.loop import LoopSettings, Unlearner

@@ -17,13 +17,9 @@ from typing import Any
 import torch
 
 from bilevel_unlearning.io import read_jsonl
+from bilevel_unlearning.models.encoding import ChatFormat, Example
 from bilevel_unlearning.models.recipes import examples_of, forget_sources
-from bilevel_unlearning.models.train import (
-    ChatFormat,
-    Example,
-    schedule_factor,
-    train_causal_lm,
-)
+from bilevel_unlearning.models.train import schedule_factor, train_causal_lm
 
 
 def sample_records(records: list[dict[str, Any]], samples: int | None, seed: int) -> list[dict]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from bilevel_unlearning.models.train import encode
+from bilevel_unlearning.models.encoding import encode
 
 
 def cut_at_stops(text: str, stops: Sequence[str]) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from bilevel_unlearning.models.train import IGNORE, Example, collate, encode
+from bilevel_unlearning.models.encoding import IGNORE, Example, collate, encode
 
 
 def text_scoring_example(tokenizer: Any, text: str, max_length: int | None) -> Example:

@@ -16,7 +16,7 @@ from bilevel_unlearning.evaluation.generation import greedy_generate
 from bilevel_unlearning.evaluation.likelihood import labelled_logprobs
 from bilevel_unlearning.evaluation.rouge import rouge_l
 from bilevel_unlearning.io import read_jsonl
-from bilevel_unlearning.models.train import ChatFormat, chat_prompt, qa_example
+from bilevel_unlearning.models.encoding import ChatFormat, chat_prompt, qa_example
 
 # the utility sets: file, short name, the answer the truth ratio treats as true, probability form
 UTILITY_SETS = (

@@ -15,7 +15,7 @@ from bilevel_unlearning.data.layout import TOFU_RETAIN_OF
 from bilevel_unlearning.io import read_jsonl
 
 if TYPE_CHECKING:  # the workflow plans with this module: no torch at import
-    from bilevel_unlearning.models.train import ChatFormat, Example
+    from bilevel_unlearning.models.encoding import ChatFormat, Example
 
 MUSE_SOURCES = {
     "target": ("raw/forget.jsonl", "raw/retain1.jsonl", "raw/retain2.jsonl"),
@@ -70,7 +70,7 @@ def examples_of(
 ) -> list[Example]:
     """Records as training examples: TOFU's QA in its chat format (default: no system
     prompt), documents elsewhere."""
-    from bilevel_unlearning.models.train import PLAIN_CHAT, qa_example, text_example
+    from bilevel_unlearning.models.encoding import PLAIN_CHAT, qa_example, text_example
 
     chat = chat or PLAIN_CHAT
     if bench(benchmark).chat_qa:

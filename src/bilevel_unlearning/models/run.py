@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from bilevel_unlearning.io import atomic_path, read_jsonl, write_json
+from bilevel_unlearning.models.encoding import ChatFormat, Example, text_example
 from bilevel_unlearning.models.hf import (
     load_model,
     load_tokenizer,
@@ -23,7 +24,7 @@ from bilevel_unlearning.models.hf import (
 )
 from bilevel_unlearning.models.recipes import role_sources, training_examples
 from bilevel_unlearning.models.tokenizer import train_tokenizer
-from bilevel_unlearning.models.train import ChatFormat, Example, text_example, train_causal_lm
+from bilevel_unlearning.models.train import train_causal_lm
 from bilevel_unlearning.provenance import provenance
 from bilevel_unlearning.runtime import compute_device
 

@@ -19,8 +19,8 @@ from bilevel_unlearning.evaluation.muse import knowmem, verbmem
 from bilevel_unlearning.evaluation.rouge import mean_rouge_l
 from bilevel_unlearning.evaluation.wmdp import lm_eval_accuracy
 from bilevel_unlearning.io import read_json, read_jsonl, write_json, write_text
+from bilevel_unlearning.models.encoding import ChatFormat, chat_prompt
 from bilevel_unlearning.models.hf import load_model, load_tokenizer
-from bilevel_unlearning.models.train import ChatFormat, chat_prompt
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from bilevel_unlearning.io import read_jsonl
-from bilevel_unlearning.models.train import (
+from bilevel_unlearning.models.encoding import (
     PLAIN_CHAT,
     ChatFormat,
     Example,

@@ -12,6 +12,7 @@ import torch
 
 from bilevel_unlearning import methods
 from bilevel_unlearning.benchmarks import benchmark as bench
+from bilevel_unlearning.models.encoding import ChatFormat
 from bilevel_unlearning.models.hf import (
     enable_activation_checkpointing,
     load_model,
@@ -19,7 +20,7 @@ from bilevel_unlearning.models.hf import (
     weight_files,
     write_model_folder,
 )
-from bilevel_unlearning.models.train import ChatFormat, train_causal_lm
+from bilevel_unlearning.models.train import train_causal_lm
 from bilevel_unlearning.provenance import provenance
 from bilevel_unlearning.runtime import (
     MIXED_COMPUTE,

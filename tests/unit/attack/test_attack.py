@@ -21,8 +21,9 @@ from bilevel_unlearning.attack.quantize import (
 )
 from bilevel_unlearning.attack.relearn import relearn, relearn_examples, sample_records
 from bilevel_unlearning.attack.run import attack_step
+from bilevel_unlearning.models.encoding import collate
 from bilevel_unlearning.models.hf import load_model, save_model
-from bilevel_unlearning.models.train import collate, schedule_factor
+from bilevel_unlearning.models.train import schedule_factor
 
 
 def test_round_to_nearest_hand_computed() -> None:

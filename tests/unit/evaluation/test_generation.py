@@ -13,8 +13,9 @@ from conftest import SEED, TINY_ARCHITECTURE
 from bilevel_unlearning.evaluation.generation import cut_at_stops, greedy_generate
 from bilevel_unlearning.evaluation.rouge import mean_rouge_l, rouge_l
 from bilevel_unlearning.io import read_jsonl
+from bilevel_unlearning.models.encoding import encode, text_example
 from bilevel_unlearning.models.hf import tiny_llama
-from bilevel_unlearning.models.train import encode, text_example, train_causal_lm
+from bilevel_unlearning.models.train import train_causal_lm
 
 PROMPTS = [  # different lengths, so a batch needs left padding
     "Question: What is the capital of Zedmere?\nAnswer: ",

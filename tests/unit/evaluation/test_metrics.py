@@ -12,7 +12,7 @@ import torch
 from bilevel_unlearning.evaluation import metrics as m
 from bilevel_unlearning.evaluation.likelihood import labelled_logprobs, text_scoring_example
 from bilevel_unlearning.evaluation.muse import knowmem_prompts, privleak_scores
-from bilevel_unlearning.models.train import qa_example
+from bilevel_unlearning.models.encoding import qa_example
 
 
 def test_min_k_takes_the_lowest_share() -> None:

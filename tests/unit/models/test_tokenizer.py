@@ -11,8 +11,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from bilevel_unlearning.io import read_jsonl
+from bilevel_unlearning.models.encoding import chat_prompt, encode
 from bilevel_unlearning.models.tokenizer import BOS, EOS, PAD
-from bilevel_unlearning.models.train import chat_prompt, encode
 
 TEXTS = [
     "The capital of Zedmere is Brouford.",
@@ -115,7 +115,7 @@ def test_save_and_reload_keeps_ids_and_template(tmp_path: Path, tokenizer: Any) 
 
 def test_the_tofu_chat_prompt_of_a_known_item_is_a_fixed_string(tokenizer: Any) -> None:
     """The same text in fine-tuning, unlearning and evaluation, with the system prompt."""
-    from bilevel_unlearning.models.train import ChatFormat
+    from bilevel_unlearning.models.encoding import ChatFormat
 
     chat = ChatFormat.from_settings({"system_prompt": "You are a helpful assistant."})
     question = "Who wrote the book?"
@@ -129,7 +129,7 @@ def test_the_template_gets_a_fixed_date_never_todays(tokenizer: Any) -> None:
     """Llama-3 templates print `date_string` (today's when not given) into the system header."""
     import copy
 
-    from bilevel_unlearning.models.train import ChatFormat
+    from bilevel_unlearning.models.encoding import ChatFormat
 
     dated = copy.deepcopy(tokenizer)
     dated.chat_template = "Today Date: {{ date_string }}|{{ messages[-1]['content'] }}"

@@ -13,8 +13,7 @@ import torch
 from conftest import SEED, TINY_ARCHITECTURE
 
 from bilevel_unlearning.io import read_jsonl
-from bilevel_unlearning.models.hf import tiny_llama
-from bilevel_unlearning.models.train import (
+from bilevel_unlearning.models.encoding import (
     IGNORE,
     Example,
     chat_prompt,
@@ -23,9 +22,9 @@ from bilevel_unlearning.models.train import (
     pack,
     qa_example,
     text_example,
-    train_causal_lm,
-    warmup_then_linear,
 )
+from bilevel_unlearning.models.hf import tiny_llama
+from bilevel_unlearning.models.train import train_causal_lm, warmup_then_linear
 
 
 def quiet(_: str) -> None:

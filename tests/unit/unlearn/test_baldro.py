@@ -10,7 +10,7 @@ import pytest
 import torch
 from unlearn_fixtures import examples, tiny_model, unlearner
 
-from bilevel_unlearning.models.train import collate
+from bilevel_unlearning.models.encoding import collate
 from bilevel_unlearning.unlearn import baldro, losses
 from bilevel_unlearning.unlearn.losses import LossInputs
 

@@ -210,8 +210,8 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
     """Activations recomputed in the backward pass: the same gradients to float32 rounding."""
     from unlearn_fixtures import examples, tiny_model
 
+    from bilevel_unlearning.models.encoding import collate
     from bilevel_unlearning.models.hf import enable_activation_checkpointing
-    from bilevel_unlearning.models.train import collate
 
     batch = collate(examples(4, seed=3), pad_id=0)
     grads = []
