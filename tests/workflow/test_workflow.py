@@ -36,6 +36,7 @@ REPORT_JOBS = {
     "manifest_robustness",
     "compare_expected",
     "compare_expected_robustness",
+    "robustness",  # the target rule itself, as `all`
 }
 
 
