@@ -181,6 +181,17 @@ def table_epoch(config: Mapping[str, Any], benchmark: str, method: str | None = 
     return entry.get("method_table_epochs", {}).get(method, default)
 
 
+def table_rows(config: Mapping[str, Any], benchmark: str) -> list[tuple[str, int]]:
+    """(row, epoch) of every evaluation a paper table reads for a benchmark: the reference
+    rows at 0, then each listed method (on TOFU per forget split) at its table epoch; never
+    the sweep points (figures F2/F3 read those)."""
+    rows = [(ref, 0) for ref in reference_models(config, benchmark)]
+    for method in config["unlearn"][benchmark]["methods"]:
+        epoch = table_epoch(config, benchmark, method)
+        rows += [(run_name(method, split=split), epoch) for split in _splits(config, benchmark)]
+    return rows
+
+
 NO_ATTACK = "none"
 
 

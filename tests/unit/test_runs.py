@@ -21,6 +21,7 @@ from bilevel_unlearning.runs import (
     run_name,
     sweep_points,
     table_epoch,
+    table_rows,
     unlearn_runs,
 )
 
@@ -209,3 +210,15 @@ def test_attack_settings_merge_the_benchmark_recipe_over_the_shared_one(config: 
     assert attack_settings(config, "wmdp", "relearn_s8", "rmu")["topics"] == ["bio", "cyber"]
     quantize = attack_settings(config, "muse_news", "quantize_int4", "npo")
     assert quantize == {"kind": "quantize", "bits": 4, "group_size": 32, "backend": "rtn"}
+
+
+def test_table_rows_are_the_references_and_each_method_at_its_table_epoch(config: dict) -> None:
+    changed = copy.deepcopy(config)
+    changed["evaluate"]["muse_news"]["method_table_epochs"] = {"task_vector": 1}
+    rows = dict(table_rows(changed, "muse_news"))
+    assert rows["target"] == rows["retrain"] == 0
+    assert rows["task_vector"] == 1 and rows["blur_npo"] == 2
+    assert not any("gamma" in row for row in rows)  # the sweep feeds F2/F3 only
+    tofu = table_rows(config, "tofu")
+    assert ("npo-forget05", 2) in tofu and ("npo-forget10", 2) in tofu
+    assert len(tofu) == 2 * 2 + 5 * 2  # full and retain per split, 5 methods per split

@@ -36,6 +36,7 @@ from bilevel_unlearning.runs import (
     oracle_row,
     reference_models,
     sweep_points,
+    table_rows,
     unlearn_runs,
 )
 from bilevel_unlearning.runs import table_epoch as _table_epoch
@@ -223,6 +224,13 @@ def report_code(*modules):
 def table_epoch(benchmark, method=None):
     """The checkpoint a table row uses (runs.table_epoch)."""
     return _table_epoch(config, benchmark, method)
+
+
+def table_evals(benchmark):
+    """The evaluations a paper table reads for a benchmark (runs.table_rows)."""
+    return [
+        eval_file(benchmark, row, epoch) for row, epoch in table_rows(config, benchmark)
+    ]
 
 
 def run_evals(benchmark, runs, epochs):

@@ -10,15 +10,7 @@ MUSE = [b for b in BENCHMARKS if b.startswith("muse_")]
 TABLES = {}
 if MUSE:
     TABLES["table_1_muse"] = (
-        [
-            f
-            for b in MUSE
-            for f in reference_evals(b)
-            + [
-                eval_file(b, m, table_epoch(b, m))
-                for m in config["unlearn"][b]["methods"]
-            ]
-        ],
+        [f for b in MUSE for f in table_evals(b)],
         {
             "methods": list(
                 dict.fromkeys(m for b in MUSE for m in config["unlearn"][b]["methods"])
@@ -34,10 +26,7 @@ if MUSE:
     TABLES["table_s1_muse_mia"] = (*TABLES["table_1_muse"][:2], "MUSE")
 if "wmdp" in BENCHMARKS:
     TABLES["table_2_wmdp"] = (
-        reference_evals("wmdp")
-        + run_evals(
-            "wmdp", config["unlearn"]["wmdp"]["methods"], [table_epoch("wmdp")]
-        ),
+        table_evals("wmdp"),
         {
             "methods": config["unlearn"]["wmdp"]["methods"],
             "epoch": table_epoch("wmdp"),
@@ -47,8 +36,7 @@ if "wmdp" in BENCHMARKS:
     )
 if "tofu" in BENCHMARKS:
     TABLES["table_3_tofu"] = (
-        reference_evals("tofu")
-        + run_evals("tofu", list(runs_of("tofu")), [table_epoch("tofu")]),
+        table_evals("tofu"),
         {
             "methods": config["unlearn"]["tofu"]["methods"],
             "epoch": table_epoch("tofu"),
