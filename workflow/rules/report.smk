@@ -30,6 +30,7 @@ if "wmdp" in BENCHMARKS:
         {
             "methods": config["unlearn"]["wmdp"]["methods"],
             "epoch": table_epoch("wmdp"),
+            "method_epochs": config["evaluate"]["wmdp"].get("method_table_epochs", {}),
             "topics": config["wmdp"]["topics"],
         },
         "WMDP",
@@ -40,6 +41,7 @@ if "tofu" in BENCHMARKS:
         {
             "methods": config["unlearn"]["tofu"]["methods"],
             "epoch": table_epoch("tofu"),
+            "method_epochs": config["evaluate"]["tofu"].get("method_table_epochs", {}),
             "splits": config["tofu"]["forget_splits"],
         },
         "TOFU",

@@ -35,11 +35,19 @@ def build_table(name: str, inputs: Sequence[str], settings: Mapping[str, Any], o
         )
     elif name == "table_2_wmdp":
         table = tables.wmdp_table(
-            results, settings["methods"], settings["epoch"], settings["topics"]
+            results,
+            settings["methods"],
+            settings["epoch"],
+            settings["topics"],
+            settings.get("method_epochs"),
         )
     elif name == "table_3_tofu":
         table = tables.tofu_table(
-            results, settings["methods"], settings["epoch"], settings["splits"]
+            results,
+            settings["methods"],
+            settings["epoch"],
+            settings["splits"],
+            settings.get("method_epochs"),
         )
     elif name == "table_4_robustness":
         table = tables.robustness_table(

@@ -276,13 +276,26 @@ def muse_table(
     return Table(name, caption, columns, rows, frozenset(refs), values)
 
 
+def own_epochs(method_epochs: Mapping[str, int] | None) -> str:
+    """ "; m epoch e, ..." for the methods reported at their own epoch (nothing if none)."""
+    own = sorted(f"{m} epoch {e}" for m, e in (method_epochs or {}).items())
+    return f"; {', '.join(own)}" if own else ""
+
+
 def wmdp_table(
-    results: Mapping, methods: Sequence[str], epoch: int, topics: Sequence[str]
+    results: Mapping,
+    methods: Sequence[str],
+    epoch: int,
+    topics: Sequence[str],
+    method_epochs: Mapping[str, int] | None = None,
 ) -> Table:
-    """T2: accuracy x100 on each evaluated topic and on MMLU; a left-out topic is noted."""
+    """T2: accuracy x100 on each evaluated topic and on MMLU; a left-out topic is noted; a
+    method with its own table epoch (method_table_epochs) reports that one."""
     columns = tuple(column("WMDP", name) for name in catalog.wmdp_table(topics))
     refs = references("wmdp")
-    rows, values = _rows_and_values(results, {"WMDP": ("wmdp", "", epoch)}, refs, methods, columns)
+    groups = {"WMDP": ("wmdp", "", epoch)}
+    own = {"wmdp": dict(method_epochs or {})}
+    rows, values = _rows_and_values(results, groups, refs, methods, columns, own)
     notes = tuple(
         f"{label} is not evaluated: the topic is left out (config wmdp.topics)."
         for topic, label in catalog.WMDP_TOPIC_LABELS.items()
@@ -290,7 +303,7 @@ def wmdp_table(
     )
     return Table(
         "table_2_wmdp",
-        f"WMDP (epoch {epoch}): zero-shot accuracy x100 (lm-eval).",
+        f"WMDP (epoch {epoch}{own_epochs(method_epochs)}): zero-shot accuracy x100 (lm-eval).",
         columns,
         rows,
         frozenset(refs),
@@ -300,16 +313,23 @@ def wmdp_table(
 
 
 def tofu_table(
-    results: Mapping, methods: Sequence[str], epoch: int, splits: Sequence[str]
+    results: Mapping,
+    methods: Sequence[str],
+    epoch: int,
+    splits: Sequence[str],
+    method_epochs: Mapping[str, int] | None = None,
 ) -> Table:
-    """T3: every forget split side by side; Finetuned and Retain first."""
+    """T3: every forget split side by side; Finetuned and Retain first; a method with its own
+    table epoch (method_table_epochs) reports that one."""
     columns = tuple(column(split, name) for split in splits for name in catalog.TOFU_TABLE)
     groups = {split: ("tofu", f"-{split}", epoch) for split in splits}
     refs = references("tofu")
-    rows, values = _rows_and_values(results, groups, refs, methods, columns)
+    own = {"tofu": dict(method_epochs or {})}
+    rows, values = _rows_and_values(results, groups, refs, methods, columns, own)
     return Table(
         "table_3_tofu",
-        f"TOFU (epoch {epoch}): forget quality is the KS-test p-value against the retain oracle.",
+        f"TOFU (epoch {epoch}{own_epochs(method_epochs)}): forget quality is the KS-test "
+        "p-value against the retain oracle.",
         columns,
         rows,
         frozenset(refs),

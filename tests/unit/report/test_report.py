@@ -85,6 +85,18 @@ def test_wmdp_table_notes_a_left_out_topic() -> None:
     assert "WMDP-Bio is not evaluated" in markdown
 
 
+def test_a_method_with_its_own_table_epoch_reports_that_one() -> None:
+    results = {
+        ("wmdp", "original", 0): {"metrics": {"wmdp_bio_acc": 0.9, "mmlu_acc": 0.5}},
+        ("wmdp", "rmu", 1): {"metrics": {"wmdp_bio_acc": 0.3, "mmlu_acc": 0.4}},
+        ("wmdp", "rmu", 2): {"metrics": {"wmdp_bio_acc": 0.6, "mmlu_acc": 0.4}},
+    }
+    table = tables.wmdp_table(results, ["rmu"], 2, ["bio"], {"rmu": 1})
+    markdown = tables.to_markdown(table)
+    assert "| RMU | **30.0** | **40.0** |" in markdown
+    assert "WMDP (epoch 2; rmu epoch 1)" in markdown
+
+
 def test_tofu_quality_in_scientific_notation() -> None:
     assert tables.formatted(2.96e-13, 1.0, 3) == "2.96e-13"
     assert tables.formatted(0.14, 1.0, 3) == "0.140"
