@@ -632,17 +632,23 @@ def test_the_paper_attacks_nothing_and_its_robustness_overlay_validates(
 ) -> None:
     from snakemake.utils import update_config
 
-    from bilevel_unlearning.runs import attack_names, attacked_benchmarks
+    from bilevel_unlearning.runs import attack_names, attacked_benchmarks, attacked_rows
 
     assert attacked_benchmarks(paper_config) == []
-    config = copy.deepcopy(paper_config)
-    overlay = yaml.safe_load((REPO / "config" / "paper_robustness.yaml").read_text())
+    # as `snakemake --configfile config/paper.yaml config/paper_robustness.yaml` merges them:
+    # the files first, in order, then the result over config/config.yaml
+    overlay = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    update_config(overlay, yaml.safe_load((REPO / "config" / "paper_robustness.yaml").read_text()))
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     update_config(config, overlay)
     config = validate_config(config, schema_path)
-    assert attacked_benchmarks(config) == ["muse_news", "wmdp", "tofu"]
+    assert config["robustness"]["benchmarks"]["muse_news"]["methods"] is None
+    assert sorted(attacked_benchmarks(config)) == ["muse_news", "tofu", "wmdp"]
     relearn_muse = ["relearn_s100", "relearn_s125", "relearn_s150"]
     assert attack_names(config, "muse_news") == [*relearn_muse, "quantize_int4", "quantize_int8"]
     assert attack_names(config, "wmdp") == ["relearn_s15", "quantize_int4", "quantize_int8"]
+    rows = [row for row, _ in attacked_rows(config, "muse_news")]
+    assert rows == ["target", "retrain", *config["unlearn"]["muse_news"]["methods"]]
 
 
 @pytest.mark.parametrize(

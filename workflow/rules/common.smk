@@ -10,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 import bilevel_unlearning
+from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.config import check_config_files, validate_config
 from bilevel_unlearning.data.hub import (
     GatedDataError,
@@ -90,8 +91,8 @@ def data_files(benchmark):
         relative = hub_data_files(benchmark, WMDP_TOPICS)
         return [f"{RESULTS}/{benchmark}/data/{f}" for f in relative]
     files = [f"{RESULTS}/{benchmark}/data/{f}" for f in layout_files(benchmark)]
-    if benchmark == "wmdp":
-        files += [f"{RESULTS}/wmdp/data/tasks/{t}.yaml" for t in LM_EVAL_TASKS]
+    if benchmark != "general" and bench(benchmark).topics:  # WMDP: lm-eval task files
+        files += [f"{RESULTS}/{benchmark}/data/tasks/{t}.yaml" for t in LM_EVAL_TASKS]
     return files
 
 

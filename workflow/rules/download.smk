@@ -13,7 +13,7 @@ for _benchmark in [] if MINIATURE else BENCHMARKS:
         name:
             f"download_data_{_benchmark}"
         input:
-            bio=bio_forget_input if _benchmark == "wmdp" else [],
+            bio=bio_forget_input if bench(_benchmark).topics else [],
         output:
             data_files(_benchmark),
         log:
@@ -24,10 +24,12 @@ for _benchmark in [] if MINIATURE else BENCHMARKS:
         params:
             benchmark=_benchmark,
             datasets=as_json(HUB[_benchmark].get("datasets", {})),
-            topics=" ".join(WMDP_TOPICS if _benchmark == "wmdp" else ["bio", "cyber"]),
+            topics=" ".join(
+                WMDP_TOPICS if bench(_benchmark).topics else ["bio", "cyber"]
+            ),
             bio=(
                 f"--bio-forget-file {config['wmdp']['bio_forget_file']}"
-                if _benchmark == "wmdp" and "bio" in WMDP_TOPICS
+                if bench(_benchmark).topics and "bio" in WMDP_TOPICS
                 else ""
             ),
             out=lambda w, output: ancestor_named(output[0], "data"),

@@ -87,7 +87,7 @@ if MINIATURE or BUILT:
             seed=SEED,
             settings=lambda w: as_json(
                 {**config["models"]["finetune"], **chat_settings(config)}
-                if w.benchmark == "tofu"
+                if bench(w.benchmark).chat_qa
                 else config["models"]["finetune"]
             ),
             data=lambda w: f"{RESULTS}/{w.benchmark}/data",

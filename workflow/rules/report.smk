@@ -6,7 +6,7 @@ FIGURES = config.get("figures", {})
 ALL_METHODS = list(config["methods"])
 
 
-MUSE = [b for b in BENCHMARKS if b.startswith("muse_")]
+MUSE = [b for b in BENCHMARKS if family(b) == "muse"]
 TABLES = {}
 if MUSE:
     TABLES["table_1_muse"] = (

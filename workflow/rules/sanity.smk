@@ -23,7 +23,7 @@ for _benchmark in BENCHMARKS:
         threads: 1
         params:
             benchmark=_benchmark,
-            settings=as_json(config[_benchmark.split("_")[0]]),
+            settings=as_json(config[family(_benchmark)]),
             data=lambda w, input: ancestor_named(input.data[0], "data"),
             models=lambda w, input: ancestor_named(input.models[0], "models"),
         shell:
