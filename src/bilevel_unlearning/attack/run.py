@@ -56,7 +56,7 @@ def attack_step(
     relearning = kind == "relearn"
     data_files = [data / f for f in forget_sources(benchmark, settings)] if relearning else []
     record = attack_provenance(model_dir, data_files, settings, seed, attack=attack)
-    if kind == "quantize" and settings["backend"] == "bitsandbytes":
+    if kind == "quantize" and settings.get("backend", "rtn") == "bitsandbytes":
         bitsandbytes_folder(model_dir, out, int(settings["bits"]), record)
         return
     model = load_model(model_dir, precision)
