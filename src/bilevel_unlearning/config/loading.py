@@ -19,8 +19,13 @@ SCHEMA_PATH = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "co
 # Loading
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+# libyaml's parser where PyYAML has it (the wheels do): the workflow reads the config files and
+# the schema each time it plans, and the pure-Python parser takes a few tenths of a second
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(SAFE_LOADER):
+    """A safe loader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
 
 
 def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
@@ -70,7 +75,7 @@ def load_schema(schema_path: str | Path | None = None) -> dict:
             "repository, pass schema_path= explicitly."
         )
     with path.open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+        return yaml.load(handle, Loader=SAFE_LOADER)
 
 
 def load_config(path: str | Path, schema_path: str | Path | None = None) -> dict:
