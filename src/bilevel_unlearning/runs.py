@@ -202,13 +202,16 @@ def attack_names(config: Mapping[str, Any], benchmark: str | None = None) -> lis
     if benchmark is None:
         names = [a for b in attacked_benchmarks(config) for a in attack_names(config, b)]
         return list(dict.fromkeys(names))
-    relearn = {
-        **(robustness.get("relearn") or {}),
-        **_attack_entry(config, benchmark).get("relearn", {}),
-    }
-    names = [f"relearn_s{n}" for n in relearn.get("steps", []) if robustness.get("relearn")]
+    steps = relearn_recipe(config, benchmark)["steps"] if robustness.get("relearn") else []
+    names = [f"relearn_s{n}" for n in steps]
     names += [f"quantize_int{b}" for b in (robustness.get("quantize") or {}).get("bits", [])]
     return names
+
+
+def relearn_recipe(config: Mapping[str, Any], benchmark: str) -> dict[str, Any]:
+    """The relearning recipe of a benchmark: its own `relearn` keys over the shared ones."""
+    shared = config["robustness"]["relearn"]
+    return {**shared, **_attack_entry(config, benchmark).get("relearn", {})}
 
 
 def _attack_entry(config: Mapping[str, Any], benchmark: str) -> Mapping[str, Any]:
@@ -261,8 +264,7 @@ def attack_settings(
     if kind == "quantize":
         recipe = {k: v for k, v in robustness["quantize"].items() if k != "bits"}
         return {"kind": kind, **recipe, "bits": int(size.removeprefix("int"))}
-    overrides = _attack_entry(config, benchmark).get("relearn", {})
-    recipe = {k: v for k, v in {**robustness["relearn"], **overrides}.items() if k != "steps"}
+    recipe = {k: v for k, v in relearn_recipe(config, benchmark).items() if k != "steps"}
     settings = {"kind": kind, **recipe, "steps": int(size.removeprefix("s"))}
     if bench(benchmark).per_split:
         settings.update(forget_split=row_split(benchmark, row), **chat_settings(config))

@@ -24,6 +24,16 @@ def attacked_rows(settings: Mapping[str, Any]) -> dict[str, list[tuple[str, int]
 
 
 def build_table(name: str, inputs: Sequence[str], settings: Mapping[str, Any], out: Path) -> None:
+    if name == "table_4_robustness":  # reads every attack's results, each file once
+        table = tables.robustness_table(
+            tables.load_all_results(inputs),
+            attacked_rows(settings),
+            settings["attacks"],
+            settings["topics"],
+            settings["references"],
+        )
+        tables.write_table(table, out)
+        return
     results = tables.load_results(inputs)
     if name in ("table_1_muse", "table_s1_muse_mia"):
         table = tables.muse_table(
@@ -48,14 +58,6 @@ def build_table(name: str, inputs: Sequence[str], settings: Mapping[str, Any], o
             settings["epoch"],
             settings["splits"],
             settings.get("method_epochs"),
-        )
-    elif name == "table_4_robustness":
-        table = tables.robustness_table(
-            tables.load_all_results(inputs),
-            attacked_rows(settings),
-            settings["attacks"],
-            settings["topics"],
-            settings["references"],
         )
     else:
         raise ValueError(f"unknown table {name!r}")
