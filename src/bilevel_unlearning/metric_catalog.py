@@ -76,6 +76,15 @@ TOFU_TABLE = (
 )
 
 
+# The paper tables: each reads the configured benchmarks of one family (report category)
+PAPER_TABLES = {
+    "table_1_muse": ("muse", "MUSE"),
+    "table_s1_muse_mia": ("muse", "MUSE"),  # supplementary: MUSE's membership scores
+    "table_2_wmdp": ("wmdp", "WMDP"),
+    "table_3_tofu": ("tofu", "TOFU"),
+}
+
+
 def wmdp_table(topics: Sequence[str]) -> tuple[str, ...]:
     """T2's columns: each evaluated topic (in the catalog's order), then MMLU."""
     return (*(wmdp_metric(t) for t in WMDP_TOPIC_LABELS if t in topics), "mmlu_acc")

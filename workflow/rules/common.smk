@@ -19,6 +19,7 @@ from bilevel_unlearning.data.hub import (
 )
 from bilevel_unlearning.data.layout import TOFU_RETAIN_OF, layout_files
 from bilevel_unlearning.data.miniature import LM_EVAL_TASKS
+from bilevel_unlearning.metric_catalog import PAPER_TABLES
 from bilevel_unlearning.models.recipes import model_roles, role_sources
 from bilevel_unlearning.runtime import parallel_strategy
 from bilevel_unlearning.runs import (
@@ -227,10 +228,26 @@ def table_epoch(benchmark, method=None):
     return _table_epoch(config, benchmark, method)
 
 
-def table_evals(benchmark):
-    """The evaluations a paper table reads for a benchmark (runs.table_rows)."""
+def table_settings(benchmarks):
+    """What a paper table reads: each benchmark's (row, epoch) evaluations (runs.table_rows)
+    and table epoch, with the WMDP topics or TOFU splits where a benchmark has them."""
+    settings = {
+        "rows": {b: table_rows(config, b) for b in benchmarks},
+        "epochs": {b: table_epoch(b) for b in benchmarks},
+    }
+    if any(bench(b).topics for b in benchmarks):
+        settings["topics"] = WMDP_TOPICS
+    if any(bench(b).per_split for b in benchmarks):
+        settings["splits"] = config["tofu"]["forget_splits"]
+    return settings
+
+
+def table_evals(benchmarks):
+    """The evaluation files a paper table reads (runs.table_rows)."""
     return [
-        eval_file(benchmark, row, epoch) for row, epoch in table_rows(config, benchmark)
+        eval_file(b, row, epoch)
+        for b, rows in table_settings(benchmarks)["rows"].items()
+        for row, epoch in rows
     ]
 
 

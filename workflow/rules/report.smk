@@ -6,46 +6,13 @@ FIGURES = config.get("figures", {})
 ALL_METHODS = list(config["methods"])
 
 
-MUSE = [b for b in BENCHMARKS if family(b) == "muse"]
+# The paper tables, each over the configured benchmarks of its family (metric_catalog), each
+# reading the (row, epoch) evaluations runs.table_rows names.
 TABLES = {}
-if MUSE:
-    TABLES["table_1_muse"] = (
-        [f for b in MUSE for f in table_evals(b)],
-        {
-            "methods": list(
-                dict.fromkeys(m for b in MUSE for m in config["unlearn"][b]["methods"])
-            ),
-            "epochs": {b: table_epoch(b) for b in MUSE},
-            "method_epochs": {
-                b: config["evaluate"][b].get("method_table_epochs", {}) for b in MUSE
-            },
-        },
-        "MUSE",
-    )
-    # supplementary: the PrivLeak of every membership score of MUSE's privleak code
-    TABLES["table_s1_muse_mia"] = (*TABLES["table_1_muse"][:2], "MUSE")
-if "wmdp" in BENCHMARKS:
-    TABLES["table_2_wmdp"] = (
-        table_evals("wmdp"),
-        {
-            "methods": config["unlearn"]["wmdp"]["methods"],
-            "epoch": table_epoch("wmdp"),
-            "method_epochs": config["evaluate"]["wmdp"].get("method_table_epochs", {}),
-            "topics": config["wmdp"]["topics"],
-        },
-        "WMDP",
-    )
-if "tofu" in BENCHMARKS:
-    TABLES["table_3_tofu"] = (
-        table_evals("tofu"),
-        {
-            "methods": config["unlearn"]["tofu"]["methods"],
-            "epoch": table_epoch("tofu"),
-            "method_epochs": config["evaluate"]["tofu"].get("method_table_epochs", {}),
-            "splits": config["tofu"]["forget_splits"],
-        },
-        "TOFU",
-    )
+for _name, (_family, _category) in PAPER_TABLES.items():
+    _members = [b for b in BENCHMARKS if family(b) == _family]
+    if _members:
+        TABLES[_name] = (table_evals(_members), table_settings(_members), _category)
 # Robustness (beyond the paper): every attacked row without attack and after each attack.
 ROBUSTNESS = {
     "rows": {b: attacked_rows(config, b) for b in ATTACKED},

@@ -18,47 +18,27 @@ def _colours(settings: Mapping[str, Any]) -> dict[str, str]:
     return method_colours(settings["all_methods"])
 
 
-def attacked_rows(settings: Mapping[str, Any]) -> dict[str, list[tuple[str, int]]]:
-    """benchmark -> (row, epoch) of the attacked models, from the settings' JSON lists."""
+def row_lists(settings: Mapping[str, Any]) -> dict[str, list[tuple[str, int]]]:
+    """benchmark -> (row, epoch) a table or figure reads, from the settings' JSON lists
+    (runs.table_rows for the paper tables, runs.attacked_rows for the robustness part)."""
     return {b: [(row, int(epoch)) for row, epoch in rows] for b, rows in settings["rows"].items()}
 
 
 def build_table(name: str, inputs: Sequence[str], settings: Mapping[str, Any], out: Path) -> None:
+    rows = row_lists(settings)
     if name == "table_4_robustness":  # reads every attack's results, each file once
-        table = tables.robustness_table(
-            tables.load_all_results(inputs),
-            attacked_rows(settings),
-            settings["attacks"],
-            settings["topics"],
-            settings["references"],
-        )
-        tables.write_table(table, out)
-        return
-    results = tables.load_results(inputs)
-    if name in ("table_1_muse", "table_s1_muse_mia"):
-        table = tables.muse_table(
-            results,
-            settings["methods"],
-            settings["epochs"],
-            settings.get("method_epochs"),
-            mia=name == "table_s1_muse_mia",
-        )
+        results = tables.load_all_results(inputs)
+        attacks, topics = settings["attacks"], settings["topics"]
+        table = tables.robustness_table(results, rows, attacks, topics, settings["references"])
+    elif name in ("table_1_muse", "table_s1_muse_mia"):
+        mia = name == "table_s1_muse_mia"
+        table = tables.muse_table(tables.load_results(inputs), rows, settings["epochs"], mia)
     elif name == "table_2_wmdp":
-        table = tables.wmdp_table(
-            results,
-            settings["methods"],
-            settings["epoch"],
-            settings["topics"],
-            settings.get("method_epochs"),
-        )
+        results = tables.load_results(inputs)
+        table = tables.wmdp_table(results, rows, settings["epochs"], settings["topics"])
     elif name == "table_3_tofu":
-        table = tables.tofu_table(
-            results,
-            settings["methods"],
-            settings["epoch"],
-            settings["splits"],
-            settings.get("method_epochs"),
-        )
+        results = tables.load_results(inputs)
+        table = tables.tofu_table(results, rows, settings["epochs"], settings["splits"])
     else:
         raise ValueError(f"unknown table {name!r}")
     tables.write_table(table, out)
@@ -76,7 +56,7 @@ def build_figure(name: str, inputs: Sequence[str], settings: Mapping[str, Any], 
 
         plot_relearning(
             tables.load_all_results(inputs),
-            attacked_rows(settings),
+            row_lists(settings),
             settings["references"],
             settings["steps"],
             settings["topics"],

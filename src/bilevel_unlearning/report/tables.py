@@ -219,48 +219,66 @@ def load_results(paths: Sequence[str | Path]) -> dict[tuple[str, str, int], dict
     }
 
 
+TableRows = Mapping[str, Sequence[tuple[str, int]]]  # benchmark -> (row, epoch) it reads
+
+
+def split_row(row: str, suffix: str) -> str:
+    """A table's row key: the evaluated row without its split suffix (TOFU's -forgetNN)."""
+    return row.removesuffix(suffix) if suffix else row
+
+
 def _rows_and_values(
     results: Mapping[tuple[str, str, int], Mapping[str, Any]],
-    groups: Mapping[str, tuple[str, str, int]],
+    rows: TableRows,
+    groups: Mapping[str, tuple[str, str]],
     references: Sequence[str],
-    methods: Sequence[str],
     columns: Sequence[Column],
-    method_epochs: Mapping[str, Mapping[str, int]] | None = None,
 ) -> tuple[tuple[str, ...], dict[tuple[str, Column], float | None]]:
-    """Values of each (row, column): groups name (benchmark, row suffix, epoch) of a column;
-    method_epochs (benchmark -> method -> epoch) overrides the epoch of single rows."""
-    rows = (*references, *methods)
+    """Values of each (row, column): `rows` (runs.table_rows) names the evaluations a table
+    reads, each at its epoch; groups name the (benchmark, row suffix) of a column."""
+    epoch_of = {(b, row): int(epoch) for b, listed in rows.items() for row, epoch in listed}
+    keys = list(references)
+    for benchmark, suffix in groups.values():
+        for row, _ in rows.get(benchmark, ()):
+            if row.endswith(suffix) and split_row(row, suffix) not in keys:
+                keys.append(split_row(row, suffix))
     values: dict[tuple[str, Column], float | None] = {}
-    for row in rows:
+    for key in keys:
         for c in columns:
-            benchmark, suffix, epoch = groups[c.group]
-            epoch = (method_epochs or {}).get(benchmark, {}).get(row, epoch)
-            at = 0 if row in references else epoch
-            values[(row, c)] = metric(results.get((benchmark, row + suffix, at)), c.metric)
-    return rows, values
+            benchmark, suffix = groups[c.group]
+            epoch = epoch_of.get((benchmark, key + suffix))
+            record = None if epoch is None else results.get((benchmark, key + suffix, epoch))
+            values[(key, c)] = metric(record, c.metric)
+    return tuple(keys), values
+
+
+def own_epochs(rows: TableRows, epochs: Mapping[str, int], suffixes: Sequence[str] = ("",)) -> str:
+    """ "; m epoch e, ..." for the methods reported at an epoch other than their benchmark's
+    table epoch (method_table_epochs); nothing if none."""
+    own = {
+        f"{split_row(row, suffix)} epoch {epoch}"
+        for b, listed in rows.items()
+        for row, epoch in listed
+        for suffix in suffixes
+        if epoch not in (0, epochs[b]) and row.endswith(suffix)
+    }
+    return f"; {', '.join(sorted(own))}" if own else ""
 
 
 def muse_table(
-    results: Mapping,
-    methods: Sequence[str],
-    epochs: Mapping[str, int],
-    method_epochs: Mapping[str, Mapping[str, int]] | None = None,
-    mia: bool = False,
+    results: Mapping, rows: TableRows, epochs: Mapping[str, int], mia: bool = False
 ) -> Table:
-    """T1: both corpora side by side (those evaluated), Target and Retrain first; a method
-    with its own evaluated epoch (MUSE's Task Vector and SimNPO: the last) reports that one.
+    """T1: both corpora side by side (those in `rows`), Target and Retrain first; a method
+    with its own table epoch (MUSE's Task Vector and SimNPO: the last) reports that one.
     mia: the supplementary table S1 instead, the PrivLeak of every membership score."""
-    corpora = [b for b in CORPUS if any(key[0] == b for key in results)]
+    corpora = [b for b in CORPUS if b in rows]
     names = catalog.MUSE_MIA_TABLE if mia else catalog.MUSE_TABLE
     columns = tuple(column(CORPUS[b], name) for b in corpora for name in names)
-    groups = {CORPUS[b]: (b, "", epochs[b]) for b in corpora}
+    groups = {CORPUS[b]: (b, "") for b in corpora}
     refs = references("muse")
-    rows, values = _rows_and_values(results, groups, refs, methods, columns, method_epochs)
+    keys, values = _rows_and_values(results, rows, groups, refs, columns)
     chosen = ", ".join(f"{CORPUS[b]} epoch {epochs[b]}" for b in corpora)
-    own = sorted(
-        {f"{m} epoch {e}" for b in corpora for m, e in (method_epochs or {}).get(b, {}).items()}
-    )
-    chosen += f"; {', '.join(own)}" if own else ""
+    chosen += own_epochs({b: rows[b] for b in corpora}, epochs)
     if mia:
         caption = (
             f"MUSE ({chosen}), supplementary: PrivLeak (%) of each membership score of MUSE's "
@@ -273,29 +291,17 @@ def muse_table(
             "Min-K% AUC gap to the retrain oracle in %."
         )
     name = "table_s1_muse_mia" if mia else "table_1_muse"
-    return Table(name, caption, columns, rows, frozenset(refs), values)
-
-
-def own_epochs(method_epochs: Mapping[str, int] | None) -> str:
-    """ "; m epoch e, ..." for the methods reported at their own epoch (nothing if none)."""
-    own = sorted(f"{m} epoch {e}" for m, e in (method_epochs or {}).items())
-    return f"; {', '.join(own)}" if own else ""
+    return Table(name, caption, columns, keys, frozenset(refs), values)
 
 
 def wmdp_table(
-    results: Mapping,
-    methods: Sequence[str],
-    epoch: int,
-    topics: Sequence[str],
-    method_epochs: Mapping[str, int] | None = None,
+    results: Mapping, rows: TableRows, epochs: Mapping[str, int], topics: Sequence[str]
 ) -> Table:
     """T2: accuracy x100 on each evaluated topic and on MMLU; a left-out topic is noted; a
     method with its own table epoch (method_table_epochs) reports that one."""
     columns = tuple(column("WMDP", name) for name in catalog.wmdp_table(topics))
     refs = references("wmdp")
-    groups = {"WMDP": ("wmdp", "", epoch)}
-    own = {"wmdp": dict(method_epochs or {})}
-    rows, values = _rows_and_values(results, groups, refs, methods, columns, own)
+    keys, values = _rows_and_values(results, rows, {"WMDP": ("wmdp", "")}, refs, columns)
     notes = tuple(
         f"{label} is not evaluated: the topic is left out (config wmdp.topics)."
         for topic, label in catalog.WMDP_TOPIC_LABELS.items()
@@ -303,9 +309,10 @@ def wmdp_table(
     )
     return Table(
         "table_2_wmdp",
-        f"WMDP (epoch {epoch}{own_epochs(method_epochs)}): zero-shot accuracy x100 (lm-eval).",
+        f"WMDP (epoch {epochs['wmdp']}{own_epochs(rows, epochs)}): zero-shot accuracy x100 "
+        "(lm-eval).",
         columns,
-        rows,
+        keys,
         frozenset(refs),
         values,
         notes,
@@ -313,25 +320,21 @@ def wmdp_table(
 
 
 def tofu_table(
-    results: Mapping,
-    methods: Sequence[str],
-    epoch: int,
-    splits: Sequence[str],
-    method_epochs: Mapping[str, int] | None = None,
+    results: Mapping, rows: TableRows, epochs: Mapping[str, int], splits: Sequence[str]
 ) -> Table:
     """T3: every forget split side by side; Finetuned and Retain first; a method with its own
     table epoch (method_table_epochs) reports that one."""
     columns = tuple(column(split, name) for split in splits for name in catalog.TOFU_TABLE)
-    groups = {split: ("tofu", f"-{split}", epoch) for split in splits}
+    groups = {split: ("tofu", f"-{split}") for split in splits}
     refs = references("tofu")
-    own = {"tofu": dict(method_epochs or {})}
-    rows, values = _rows_and_values(results, groups, refs, methods, columns, own)
+    keys, values = _rows_and_values(results, rows, groups, refs, columns)
+    own = own_epochs(rows, epochs, [f"-{split}" for split in splits])
     return Table(
         "table_3_tofu",
-        f"TOFU (epoch {epoch}{own_epochs(method_epochs)}): forget quality is the KS-test "
-        "p-value against the retain oracle.",
+        f"TOFU (epoch {epochs['tofu']}{own}): forget quality is the KS-test p-value against "
+        "the retain oracle.",
         columns,
-        rows,
+        keys,
         frozenset(refs),
         values,
     )

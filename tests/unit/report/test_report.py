@@ -43,7 +43,8 @@ def muse_results() -> dict:
 
 
 def test_muse_table_values_and_best_marks(muse_results: dict) -> None:
-    table = tables.muse_table(muse_results, ["npo", "blur_npo"], {"muse_news": 1})
+    rows = {"muse_news": [("target", 0), ("retrain", 0), ("npo", 1), ("blur_npo", 1)]}
+    table = tables.muse_table(muse_results, rows, {"muse_news": 1})
     assert table.rows == ("target", "retrain", "npo", "blur_npo")
     verbmem, _, privleak, knowmem_r = table.columns
     assert table.values[("blur_npo", privleak)] == -5.0
@@ -64,7 +65,9 @@ def test_muse_table_values_and_best_marks(muse_results: dict) -> None:
 def test_missing_result_shows_a_dash_and_both_corpora_sit_side_by_side(muse_results) -> None:
     books = muse_record("target", 0, (1.0, 2.0, 3.0, 4.0), "muse_books")
     results = {**muse_results, ("muse_books", "target", 0): books}
-    table = tables.muse_table(results, ["npo"], {"muse_news": 1, "muse_books": 1})
+    refs = [("target", 0), ("retrain", 0)]
+    rows = {"muse_news": [*refs, ("npo", 1)], "muse_books": [*refs, ("npo", 1)]}
+    table = tables.muse_table(results, rows, {"muse_news": 1, "muse_books": 1})
     assert [c.group for c in table.columns] == ["News"] * 4 + ["Books"] * 4
     markdown = tables.to_markdown(table)
     assert "News VerbMem D_f ↓" in markdown and "Books KnowMem D_r ↑" in markdown
@@ -78,7 +81,8 @@ def test_wmdp_table_notes_a_left_out_topic() -> None:
         "epoch": 1,
         "metrics": {"wmdp_cyber_acc": 0.25, "mmlu_acc": 0.5},
     }
-    table = tables.wmdp_table({("wmdp", "rmu", 1): record}, ["rmu"], 1, ["cyber"])
+    rows = {"wmdp": [("original", 0), ("rmu", 1)]}
+    table = tables.wmdp_table({("wmdp", "rmu", 1): record}, rows, {"wmdp": 1}, ["cyber"])
     assert [c.metric for c in table.columns] == ["wmdp_cyber_acc", "mmlu_acc"]
     markdown = tables.to_markdown(table)
     assert "| RMU | **25.0** | **50.0** |" in markdown  # scaled to x100
@@ -91,10 +95,41 @@ def test_a_method_with_its_own_table_epoch_reports_that_one() -> None:
         ("wmdp", "rmu", 1): {"metrics": {"wmdp_bio_acc": 0.3, "mmlu_acc": 0.4}},
         ("wmdp", "rmu", 2): {"metrics": {"wmdp_bio_acc": 0.6, "mmlu_acc": 0.4}},
     }
-    table = tables.wmdp_table(results, ["rmu"], 2, ["bio"], {"rmu": 1})
+    rows = {"wmdp": [("original", 0), ("rmu", 1)]}  # runs.table_rows: rmu at its own epoch
+    table = tables.wmdp_table(results, rows, {"wmdp": 2}, ["bio"])
     markdown = tables.to_markdown(table)
     assert "| RMU | **30.0** | **40.0** |" in markdown
     assert "WMDP (epoch 2; rmu epoch 1)" in markdown
+
+
+def test_tofu_table_reads_each_split_row_at_the_epoch_table_rows_names() -> None:
+    def record(quality: float) -> dict:
+        return {"metrics": {"forget_quality": quality, "model_utility": 0.5}}
+
+    results = {
+        ("tofu", "full-forget01", 0): record(1e-5),
+        ("tofu", "retain-forget01", 0): record(1.0),
+        ("tofu", "ga-forget01", 2): record(0.01),
+        ("tofu", "ga-forget01", 1): record(0.5),  # not the row's table epoch: never read
+        ("tofu", "npo-forget01", 1): record(0.2),
+        ("tofu", "full-forget05", 0): record(1e-9),
+        ("tofu", "ga-forget05", 2): record(0.03),
+    }
+    rows = {
+        "tofu": [
+            ("full-forget01", 0), ("retain-forget01", 0), ("full-forget05", 0),
+            ("ga-forget01", 2), ("ga-forget05", 2), ("npo-forget01", 1),
+        ]
+    }  # fmt: skip
+    table = tables.tofu_table(results, rows, {"tofu": 2}, ["forget01", "forget05"])
+    assert table.rows == ("full", "retain", "ga", "npo")
+    quality = {c.group: c for c in table.columns if c.metric == "forget_quality"}
+    assert table.values[("ga", quality["forget01"])] == 0.01
+    assert table.values[("ga", quality["forget05"])] == 0.03
+    assert table.values[("npo", quality["forget01"])] == 0.2
+    assert table.values[("npo", quality["forget05"])] is None  # not in rows: a dash
+    assert table.values[("retain", quality["forget05"])] is None
+    assert table.caption.startswith("TOFU (epoch 2; npo epoch 1)")
 
 
 def test_tofu_quality_in_scientific_notation() -> None:
