@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bilevel_unlearning.benchmarks import BENCHMARKS
+
 log = logging.getLogger("bilevel_unlearning")
 
 
@@ -249,7 +251,7 @@ def add_hub_commands(sub: Any) -> None:
     """The `download` and `plan` sub-commands."""
     p = sub.add_parser("download", help="fetch a real benchmark's data or a model from the hub")
     p.add_argument("--what", choices=["data", "model"], required=True)
-    p.add_argument("--benchmark", choices=["muse_news", "muse_books", "tofu", "wmdp"])
+    p.add_argument("--benchmark", choices=list(BENCHMARKS))
     p.add_argument("--datasets", type=_json, help="role -> hub dataset id (config hub.*.datasets)")
     p.add_argument("--topics", nargs="+", choices=["bio", "cyber"], default=["bio", "cyber"])
     p.add_argument("--bio-forget-file", help="the gated bio_remove_dataset.jsonl (wmdp, bio)")

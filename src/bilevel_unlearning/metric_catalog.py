@@ -90,19 +90,27 @@ def wmdp_table(topics: Sequence[str]) -> tuple[str, ...]:
     return (*(wmdp_metric(t) for t in WMDP_TOPIC_LABELS if t in topics), "mmlu_acc")
 
 
-# What an attack is read on per family (WMDP: its topics' accuracies and MMLU, wmdp_table)
+# What an attack is read on per family (a benchmark with topics: its topics' accuracies and
+# MMLU, wmdp_table), the forget metric first; F5 plots the forget metric(s) of each panel
 ROBUSTNESS_METRICS = {
     "muse": ("verbmem_forget", "knowmem_forget", "knowmem_retain"),
     "tofu": ("forget_Q_A_Prob", "forget_Q_A_ROUGE", "model_utility"),
 }
+RELEARNING_PANELS = {"muse": ("knowmem_forget",), "tofu": ("forget_Q_A_Prob",)}
 
 
 def robustness_metrics(benchmark: str, topics: Sequence[str]) -> tuple[str, ...]:
     """What an attack is read on: the forget metrics (first), then the utility kept."""
-    family = bench(benchmark).family
-    if family == "wmdp":
+    if bench(benchmark).topics:
         return wmdp_table(topics)
-    return ROBUSTNESS_METRICS[family]
+    return ROBUSTNESS_METRICS[bench(benchmark).family]
+
+
+def relearning_panels(benchmark: str, topics: Sequence[str]) -> tuple[str, ...]:
+    """The forget metric(s) F5 shows for a benchmark (one per topic where it has topics)."""
+    if bench(benchmark).topics:
+        return wmdp_table(topics)[:-1]  # the topics, not MMLU
+    return RELEARNING_PANELS[bench(benchmark).family]
 
 
 def tolerance(name: str) -> tuple[float, bool]:

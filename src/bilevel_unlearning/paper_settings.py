@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.runs import unlearn_runs
 
 # Loop settings of a run, in the order the document lists them.
@@ -32,7 +33,6 @@ LOOP_KEYS = (
     "clip_norm",
     "seed",
 )
-EVALUATION_SECTIONS = {"muse": "muse", "tofu": "tofu", "wmdp": "wmdp"}
 
 
 class MissingSourceError(ValueError):
@@ -76,7 +76,8 @@ def benchmark_rows(
 
     runs = unlearn_runs(config, benchmark)
     listed = config["unlearn"][benchmark]["methods"]
-    split = (config["tofu"]["forget_splits"][0],) if benchmark == "tofu" else ()
+    per_split = bench(benchmark).per_split  # one row per split: the first split's
+    split = (config["tofu"]["forget_splits"][0],) if per_split else ()
     evaluate = config["evaluate"][benchmark]
     rows = []
     for method in listed:
@@ -104,7 +105,7 @@ def benchmark_rows(
 def evaluation_rows(
     config: Mapping[str, Any], sources: Mapping[str, Any], benchmark: str, missing: list[str]
 ) -> list[tuple[str, str, str]]:
-    section = EVALUATION_SECTIONS[benchmark.split("_")[0]]
+    section = bench(benchmark).family  # the family's metric settings
     values = {k: v for k, v in config[section].items() if k != "bio_forget_file"}
     values["batch_size"] = config["evaluate"][benchmark].get("batch_size", 32)
     return [

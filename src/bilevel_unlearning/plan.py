@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bilevel_unlearning import methods
+from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.runtime import batch_layout, parallel_strategy
 
 GIB = 2**30
@@ -514,23 +515,32 @@ def _lines(path: Path) -> int:
         return sum(1 for line in handle if line.strip())
 
 
-def forget_items(
-    benchmark: str, settings: Mapping[str, Any], data: Path | None, bio_file: Path | None = None
+def muse_forget_items(
+    benchmark: str, settings: Mapping[str, Any], folder: Path | None, bio_file: Path | None
 ) -> list[int | None]:
-    """Forget examples of one run per topic (one topic except on WMDP): counted in the data
-    folder when it exists, else REFERENCE_FORGET_ITEMS; None where neither knows."""
-    folder = data if data is not None and data.is_dir() else None
-    if benchmark.startswith("muse_"):
-        body = settings["max_length"] - 1
-        forget = folder / "raw/forget.jsonl" if folder else None
-        if forget is not None and forget.is_file():
-            return [math.ceil(forget.stat().st_size / BYTES_PER_TOKEN / body)]
-        chunks = REFERENCE_FORGET_ITEMS[benchmark] * (MUSE_REFERENCE_LENGTH - 1)
-        return [math.ceil(chunks / body)]
-    if benchmark == "tofu":
-        split = settings["forget_split"]
-        local = folder / f"{split}.jsonl" if folder else None
-        return [_lines(local) if local and local.is_file() else REFERENCE_FORGET_ITEMS[split]]
+    """MUSE: the forget corpus cut into max_length-token chunks (its size in bytes over
+    BYTES_PER_TOKEN where downloaded)."""
+    body = settings["max_length"] - 1
+    forget = folder / "raw/forget.jsonl" if folder else None
+    if forget is not None and forget.is_file():
+        return [math.ceil(forget.stat().st_size / BYTES_PER_TOKEN / body)]
+    chunks = REFERENCE_FORGET_ITEMS[benchmark] * (MUSE_REFERENCE_LENGTH - 1)
+    return [math.ceil(chunks / body)]
+
+
+def tofu_forget_items(
+    benchmark: str, settings: Mapping[str, Any], folder: Path | None, bio_file: Path | None
+) -> list[int | None]:
+    """TOFU: the forget split's questions."""
+    split = settings["forget_split"]
+    local = folder / f"{split}.jsonl" if folder else None
+    return [_lines(local) if local and local.is_file() else REFERENCE_FORGET_ITEMS[split]]
+
+
+def topic_forget_items(
+    benchmark: str, settings: Mapping[str, Any], folder: Path | None, bio_file: Path | None
+) -> list[int | None]:
+    """WMDP: each topic's forget-corpus documents (bio: the gated file where given)."""
     items: list[int | None] = []
     for topic in settings["topics"]:
         candidates = [folder / f"corpora/{topic}-forget-corpus.jsonl"] if folder else []
@@ -538,6 +548,18 @@ def forget_items(
         found = next((c for c in candidates if c.is_file()), None)
         items.append(_lines(found) if found else REFERENCE_FORGET_ITEMS.get(topic))
     return items
+
+
+FORGET_COUNTERS = {"muse": muse_forget_items, "tofu": tofu_forget_items, "wmdp": topic_forget_items}
+
+
+def forget_items(
+    benchmark: str, settings: Mapping[str, Any], data: Path | None, bio_file: Path | None = None
+) -> list[int | None]:
+    """Forget examples of one run per topic (one topic except on WMDP): counted in the data
+    folder when it exists, else REFERENCE_FORGET_ITEMS; None where neither knows."""
+    folder = data if data is not None and data.is_dir() else None
+    return FORGET_COUNTERS[bench(benchmark).family](benchmark, settings, folder, bio_file)
 
 
 def run_steps(items: Sequence[int | None], settings: Mapping[str, Any], gpus: int) -> int | None:
@@ -574,7 +596,7 @@ def start_model(config: Mapping[str, Any], benchmark: str) -> str | dict[str, An
 def sequence_length(benchmark: str, settings: Mapping[str, Any]) -> int:
     """Tokens per sequence: the longest of a run's forget and retain sequences."""
     lengths = [settings["max_length"]]
-    if benchmark == "wmdp":
+    if bench(benchmark).topics:
         lengths += [settings["forget_lengths"][t] for t in settings["topics"]]
     return max(lengths)
 

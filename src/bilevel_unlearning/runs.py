@@ -202,10 +202,36 @@ def attack_names(config: Mapping[str, Any], benchmark: str | None = None) -> lis
     if benchmark is None:
         names = [a for b in attacked_benchmarks(config) for a in attack_names(config, b)]
         return list(dict.fromkeys(names))
-    steps = relearn_recipe(config, benchmark)["steps"] if robustness.get("relearn") else []
-    names = [f"relearn_s{n}" for n in steps]
-    names += [f"quantize_int{b}" for b in (robustness.get("quantize") or {}).get("bits", [])]
-    return names
+    names = [attack_name("relearn", n) for n in relearn_steps(config, benchmark)]
+    bits = (robustness.get("quantize") or {}).get("bits", [])
+    return names + [attack_name("quantize", b) for b in bits]
+
+
+ATTACK_SIZE_PREFIX = {"relearn": "s", "quantize": "int"}  # relearn_s<steps>, quantize_int<bits>
+
+
+def attack_name(kind: str, size: int) -> str:
+    """An attack's name, by its kind and size: relearn_s8 (8 steps), quantize_int4 (4 bits)."""
+    return f"{kind}_{ATTACK_SIZE_PREFIX[kind]}{size}"
+
+
+def attack_kind(attack: str) -> str:
+    """What an attack name does: relearn (relearn_s<N>) or quantize (quantize_int<b>)."""
+    return attack.partition("_")[0]
+
+
+def attack_size(attack: str) -> int:
+    """An attack's size: the relearning steps, or the bits of quantized weights."""
+    kind, _, size = attack.partition("_")
+    return int(size.removeprefix(ATTACK_SIZE_PREFIX[kind]))
+
+
+def relearn_steps(config: Mapping[str, Any], benchmark: str) -> list[int]:
+    """A benchmark's relearning lengths (its own `relearn.steps` if set); none without the
+    relearning attack."""
+    if not (config.get("robustness") or {}).get("relearn"):
+        return []
+    return [int(n) for n in relearn_recipe(config, benchmark)["steps"]]
 
 
 def relearn_recipe(config: Mapping[str, Any], benchmark: str) -> dict[str, Any]:
@@ -260,12 +286,12 @@ def attack_settings(
     over the shared ones), and for relearning what selects the forget data (TOFU's split and
     chat format, WMDP's topics)."""
     robustness = config["robustness"]
-    kind, _, size = attack.partition("_")
+    kind, size = attack_kind(attack), attack_size(attack)
     if kind == "quantize":
         recipe = {k: v for k, v in robustness["quantize"].items() if k != "bits"}
-        return {"kind": kind, **recipe, "bits": int(size.removeprefix("int"))}
+        return {"kind": kind, **recipe, "bits": size}
     recipe = {k: v for k, v in relearn_recipe(config, benchmark).items() if k != "steps"}
-    settings = {"kind": kind, **recipe, "steps": int(size.removeprefix("s"))}
+    settings = {"kind": kind, **recipe, "steps": size}
     if bench(benchmark).per_split:
         settings.update(forget_split=row_split(benchmark, row), **chat_settings(config))
     if bench(benchmark).topics:

@@ -17,7 +17,7 @@ from bilevel_unlearning.data.hub import (
     hub_data_files,
     require_bio_forget_file,
 )
-from bilevel_unlearning.data.layout import TOFU_RETAIN_OF, layout_files
+from bilevel_unlearning.data.layout import GENERAL, TOFU_RETAIN_OF, layout_files
 from bilevel_unlearning.data.miniature import LM_EVAL_TASKS
 from bilevel_unlearning.metric_catalog import PAPER_TABLES
 from bilevel_unlearning.models.recipes import model_roles, role_sources
@@ -25,6 +25,7 @@ from bilevel_unlearning.runtime import parallel_strategy
 from bilevel_unlearning.runs import (
     NO_ATTACK,
     ORACLE_ROLE,
+    attack_kind,
     START_ROLE,
     attack_names,
     attack_settings,
@@ -37,6 +38,7 @@ from bilevel_unlearning.runs import (
     family,
     oracle_row,
     reference_models,
+    relearn_steps,
     sweep_points,
     table_rows,
     unlearn_runs,
@@ -92,7 +94,7 @@ def data_files(benchmark):
         relative = hub_data_files(benchmark, WMDP_TOPICS)
         return [f"{RESULTS}/{benchmark}/data/{f}" for f in relative]
     files = [f"{RESULTS}/{benchmark}/data/{f}" for f in layout_files(benchmark)]
-    if benchmark != "general" and bench(benchmark).topics:  # WMDP: lm-eval task files
+    if benchmark != GENERAL and bench(benchmark).topics:  # WMDP: lm-eval task files
         files += [f"{RESULTS}/{benchmark}/data/tasks/{t}.yaml" for t in LM_EVAL_TASKS]
     return files
 
@@ -251,6 +253,13 @@ def table_evals(benchmarks):
     ]
 
 
+def row_suffix(benchmark):
+    """What a figure of one split appends to a method's name: TOFU's first forget split."""
+    if bench(benchmark).per_split:
+        return f"-{config['tofu']['forget_splits'][0]}"
+    return ""
+
+
 def run_evals(benchmark, runs, epochs):
     return [eval_file(benchmark, r, e) for r in runs for e in epochs]
 
@@ -267,7 +276,7 @@ def robustness_inputs(kinds):
         for b in ATTACKED
         for row, epoch in attacked_rows(config, b)
         for attack in [NO_ATTACK, *attack_names(config, b)]
-        if attack == NO_ATTACK or attack.split("_")[0] in kinds
+        if attack == NO_ATTACK or attack_kind(attack) in kinds
     ]
 
 

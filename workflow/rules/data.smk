@@ -1,7 +1,7 @@
 # Data stage: the miniature benchmarks, generated from the seed in the benchmarks' own layouts
 # (the layout a hub download writes too, so every later rule reads both alike). Under source
 # hub the same files come from the download rules (download.smk).
-DATA_BENCHMARKS = ["general", *BENCHMARKS] if MINIATURE else BENCHMARKS
+DATA_BENCHMARKS = [GENERAL, *BENCHMARKS] if MINIATURE else BENCHMARKS
 
 for _benchmark in DATA_BENCHMARKS if MINIATURE else []:
 

@@ -7,7 +7,7 @@ if MINIATURE:
 
     rule train_tokenizer:
         input:
-            [data_files(b) for b in ["general", *BENCHMARKS]],
+            [data_files(b) for b in [GENERAL, *BENCHMARKS]],
         output:
             directory(f"{RESULTS}/general/models/tokenizer"),
         log:

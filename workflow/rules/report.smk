@@ -91,33 +91,25 @@ if _ablation in BENCHMARKS and sweep_points(config, _ablation):
 _trajectories = FIGURES.get("trajectories")
 if _trajectories in BENCHMARKS:
     _epochs = config["evaluate"][_trajectories]["epochs"]
+    _methods = config["unlearn"][_trajectories]["methods"]
+    # a benchmark with one row per forget split (TOFU) is shown on its first split
+    _suffix = row_suffix(_trajectories)
     FIGURE_JOBS["figure_4_trajectories"] = (
         reference_evals(_trajectories)
-        + run_evals(
-            _trajectories, config["unlearn"][_trajectories]["methods"], _epochs
-        ),
+        + run_evals(_trajectories, [m + _suffix for m in _methods], _epochs),
         {
             "benchmark": _trajectories,
-            "methods": config["unlearn"][_trajectories]["methods"],
+            "methods": _methods,
             "epochs": sorted(_epochs),
+            **({"suffix": _suffix} if _suffix else {}),
         },
         ("fig_trajectories.py",),
         "Trajectories",
     )
-if any(a.startswith("relearn_") for a in ATTACKS):
+if any(attack_kind(a) == "relearn" for a in ATTACKS):
     FIGURE_JOBS["figure_5_relearning"] = (
         robustness_inputs(("relearn",)),
-        {
-            **ROBUSTNESS,
-            "steps": {
-                b: [
-                    int(a.removeprefix("relearn_s"))
-                    for a in attack_names(config, b)
-                    if a.startswith("relearn_")
-                ]
-                for b in ATTACKED
-            },
-        },
+        {**ROBUSTNESS, "steps": {b: relearn_steps(config, b) for b in ATTACKED}},
         ("fig_relearning.py",),
         "Robustness",
     )

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bilevel_unlearning import methods
+from bilevel_unlearning.benchmarks import BENCHMARKS
 from bilevel_unlearning.config.messages import (
     key_path,
     not_allowed,
@@ -134,6 +135,13 @@ def sweep_problems(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def has_trait(name: str, trait: str) -> bool:
+    """Whether a benchmark has a trait of benchmarks.Benchmark (per_split, topics); False for
+    a name that is not a benchmark (the schema names it)."""
+    known = BENCHMARKS.get(name)
+    return bool(known and getattr(known, trait))
+
+
 def robustness_problems(config: Mapping[str, Any]) -> list[str]:
     """An attacked method must be one its benchmark runs; an attacked TOFU split a configured
     one; a benchmark's relearn overrides need a shared `relearn` recipe to override."""
@@ -156,7 +164,7 @@ def robustness_problems(config: Mapping[str, Any]) -> list[str]:
                 )
         splits = list(as_mapping(config.get("tofu")).get("forget_splits") or [])
         for index, split in _items(entry.get("splits")):
-            if benchmark == "tofu" and split not in splits:
+            if has_trait(benchmark, "per_split") and split not in splits:
                 problems.append(
                     not_allowed(
                         [*path, "splits", index],
@@ -453,7 +461,7 @@ def reference_model_roles(benchmark: str, config: Mapping[str, Any]) -> list[str
     from bilevel_unlearning.runs import ORACLE_ROLE, START_ROLE, family
 
     kind = family(benchmark)
-    if kind == "tofu":
+    if has_trait(benchmark, "per_split"):
         splits = as_mapping(config.get("tofu")).get("forget_splits")
         oracles = [TOFU_RETAIN_OF[s] for _, s in _items(splits) if s in TOFU_RETAIN_OF]
         return [START_ROLE[kind], *oracles]
@@ -495,7 +503,7 @@ def hub_problems(config: Mapping[str, Any], known: Sequence[str]) -> list[str]:
     wmdp = as_mapping(config.get("wmdp"))
     topics = wmdp.get("topics")
     if (
-        "wmdp" in listed
+        any(has_trait(b, "topics") for b in listed)
         and isinstance(topics, list)
         and "bio" in topics
         and ("bio_forget_file" not in wmdp)

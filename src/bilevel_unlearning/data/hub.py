@@ -23,6 +23,8 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bilevel_unlearning.benchmarks import BENCHMARKS
+from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.data import layout
 from bilevel_unlearning.data.hub_client import (
     DownloadError,
@@ -59,7 +61,7 @@ PROVENANCE_FILE = "provenance.json"
 TOKEN_ENV = "HF_TOKEN"
 BIO_FORGET_FILE = "bio_remove_dataset.jsonl"
 BIO_FORGET_PATH = "corpora/bio-forget-corpus.jsonl"
-HUB_BENCHMARKS = ("muse_news", "muse_books", "tofu", "wmdp")
+HUB_BENCHMARKS = tuple(BENCHMARKS)
 
 # Hub datasets of each benchmark, by role; the config's `hub.<benchmark>.datasets` overrides.
 DEFAULT_DATASETS: dict[str, dict[str, str]] = {
@@ -110,7 +112,7 @@ def _text_only(records: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> R
     return nonempty_text(records)
 
 
-def muse_specs() -> list[SplitSpec]:
+def muse_specs(topics: Sequence[str] = ()) -> list[SplitSpec]:
     """MUSE's layout files are named `{config}/{split}.jsonl` after the hub's."""
     specs = []
     for path in layout.MUSE_LAYOUT:
@@ -119,7 +121,7 @@ def muse_specs() -> list[SplitSpec]:
     return specs
 
 
-def tofu_specs() -> list[SplitSpec]:
+def tofu_specs(topics: Sequence[str] = ()) -> list[SplitSpec]:
     """TOFU's layout files are `{config}.jsonl`; every config has one split, train."""
     return [
         SplitSpec(path, "tofu", path.removesuffix(".jsonl"), "train", tofu_records)
@@ -177,27 +179,28 @@ def wmdp_specs(topics: Sequence[str]) -> list[SplitSpec]:
     return specs
 
 
+# family -> the splits its download fetches, given the chosen topics (only WMDP has topics)
+SPECS = {"muse": muse_specs, "tofu": tofu_specs, "wmdp": wmdp_specs}
+
+
 def benchmark_specs(benchmark: str, topics: Sequence[str] = layout.WMDP_TOPICS) -> list[SplitSpec]:
-    if benchmark.startswith("muse_"):
-        return muse_specs()
-    if benchmark == "tofu":
-        return tofu_specs()
-    if benchmark == "wmdp":
-        return wmdp_specs(topics)
-    raise ValueError(f"no hub download for {benchmark!r}; known: {', '.join(HUB_BENCHMARKS)}")
+    """The splits a benchmark's download fetches (on WMDP: the chosen topics')."""
+    if benchmark not in HUB_BENCHMARKS:
+        raise ValueError(f"no hub download for {benchmark!r}; known: {', '.join(HUB_BENCHMARKS)}")
+    return SPECS[bench(benchmark).family](topics)
 
 
 def hub_layout(
     benchmark: str, topics: Sequence[str] = layout.WMDP_TOPICS
 ) -> dict[str, tuple[str, ...]]:
     """Layout files a hub download writes (the data folder also gets provenance.json)."""
-    return wmdp_layout(topics) if benchmark == "wmdp" else dict(layout.LAYOUTS[benchmark])
+    return wmdp_layout(topics) if bench(benchmark).topics else dict(layout.LAYOUTS[benchmark])
 
 
 def hub_data_files(benchmark: str, topics: Sequence[str] = layout.WMDP_TOPICS) -> list[str]:
     """Relative paths the data download of a benchmark writes (for rules): the layout files,
     provenance.json and, for WMDP, the lm-eval task files."""
-    tasks = task_files(topics) if benchmark == "wmdp" else []
+    tasks = task_files(topics) if bench(benchmark).topics else []
     return sorted([*hub_layout(benchmark, topics), *tasks, PROVENANCE_FILE])
 
 
@@ -279,7 +282,8 @@ def download_benchmark(
     root = Path(out)
     repos = dataset_roles(benchmark, datasets)
     specs = benchmark_specs(benchmark, topics)
-    chosen = check_topics(topics) if benchmark == "wmdp" else []
+    has_topics = bench(benchmark).topics
+    chosen = check_topics(topics) if has_topics else []
     bio_file = require_bio_forget_file(bio_forget_file) if "bio" in chosen else None
     fields = hub_layout(benchmark, topics)
     source = source or HubSource()
@@ -309,7 +313,7 @@ def download_benchmark(
             "source_sha256": sha256_file(bio_file),
             **described,
         }
-    tasks = write_lm_eval_tasks(root, topics) if benchmark == "wmdp" else {}
+    tasks = write_lm_eval_tasks(root, topics) if has_topics else {}
     provenance = {
         "source": "hub",
         "benchmark": benchmark,
@@ -317,7 +321,7 @@ def download_benchmark(
         "files": files,
         **({"lm_eval_tasks": tasks} if tasks else {}),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        **({"topics": chosen} if benchmark == "wmdp" else {}),
+        **({"topics": chosen} if has_topics else {}),
     }
     write_json(root / PROVENANCE_FILE, provenance)
     return provenance

@@ -60,9 +60,10 @@ WMDP_LAYOUT: dict[str, tuple[str, ...]] = {
 }
 
 GENERAL_LAYOUT: dict[str, tuple[str, ...]] = {"corpus.jsonl": ("text",)}
+GENERAL = "general"  # the corpus every miniature model pretrains on: a dataset, not a benchmark
 
 LAYOUTS: dict[str, dict[str, tuple[str, ...]]] = {
-    "general": GENERAL_LAYOUT,
+    GENERAL: GENERAL_LAYOUT,
     "muse_news": MUSE_LAYOUT,
     "muse_books": MUSE_LAYOUT,
     "tofu": TOFU_LAYOUT,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.data import layout
 from bilevel_unlearning.data.lm_eval_tasks import cloze_task_config, write_task_files
 from bilevel_unlearning.data.names import NameFactory
@@ -321,24 +322,33 @@ def write_lm_eval_tasks(root: Path) -> None:
     write_task_files(root, LM_EVAL_TASKS, cloze_task_config)
 
 
+def build_muse_corpus(seed: int, benchmark: str, miniature: Mapping[str, Any]) -> Splits:
+    return build_muse(seed, benchmark, miniature["muse"])
+
+
+def build_tofu_world(seed: int, benchmark: str, miniature: Mapping[str, Any]) -> Splits:
+    """TOFU's authors live in the general corpus's world (their facts beside its facts)."""
+    return build_tofu(seed, miniature["tofu"], general_world(seed, miniature["general"]))
+
+
+def build_wmdp_world(seed: int, benchmark: str, miniature: Mapping[str, Any]) -> Splits:
+    """WMDP's hazardous facts live in the general corpus's world too."""
+    return build_wmdp(seed, miniature["wmdp"], general_world(seed, miniature["general"]))
+
+
+BUILDERS = {"muse": build_muse_corpus, "tofu": build_tofu_world, "wmdp": build_wmdp_world}
+
+
 def build(benchmark: str, seed: int, miniature: Mapping[str, Any]) -> Splits:
-    """The splits of one benchmark from the `miniature` config section."""
-    if benchmark == "general":
+    """The splits of one benchmark, or of the general corpus the models pretrain on (`general`,
+    not a benchmark), from the `miniature` config section."""
+    if benchmark == layout.GENERAL:
         return build_general(seed, miniature["general"])
-    if benchmark in MUSE_STYLES:
-        return build_muse(seed, benchmark, miniature["muse"])
-    world = general_world(seed, miniature["general"])
-    if benchmark == "tofu":
-        return build_tofu(seed, miniature["tofu"], world)
-    if benchmark == "wmdp":
-        return build_wmdp(seed, miniature["wmdp"], world)
-    raise ValueError(
-        f"unknown benchmark {benchmark!r}; known: general, {', '.join(layout.LAYOUTS)}"
-    )
+    return BUILDERS[bench(benchmark).family](seed, benchmark, miniature)
 
 
 def generate(benchmark: str, seed: int, miniature: Mapping[str, Any], root: Path) -> None:
     """Write one benchmark's miniature data under `root` (results/{benchmark}/data)."""
     write_splits(root, build(benchmark, seed, miniature), benchmark)
-    if benchmark == "wmdp":
+    if benchmark != layout.GENERAL and bench(benchmark).topics:  # scored by lm-eval
         write_lm_eval_tasks(root)

@@ -7,7 +7,8 @@ provenance a reviewer needs to tie a number to code, config, software, hardware 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +28,106 @@ def require_file(path: Path, made_by: str) -> None:
         raise FileNotFoundError(f"{path} is missing or empty; it is made by rule {made_by}")
 
 
+def muse_files(settings: Mapping[str, Any]) -> list[str]:
+    names = ["verbmem/forget.jsonl", "privleak/forget.jsonl", "privleak/holdout.jsonl"]
+    return names + [
+        f"knowmem/{s}_qa{icl}.jsonl" for s in ("forget", "retain") for icl in ("", "_icl")
+    ]
+
+
+def tofu_files(settings: Mapping[str, Any]) -> list[str]:
+    split = settings["forget_split"]
+    names = (split, "retain", "real_authors", "world_facts")
+    return [f"{name}_perturbed.jsonl" for name in names]
+
+
+def wmdp_files(settings: Mapping[str, Any]) -> list[str]:
+    return [f"questions/wmdp-{t}.jsonl" for t in settings["topics"]] + ["questions/mmlu.jsonl"]
+
+
+def muse_oracle(oracle: Mapping[str, Any]) -> Any:
+    """The retrain model's Min-K% AUC (PrivLeak's reference) and every MIA score's AUC."""
+    mia = {name: entry["auc"] for name, entry in oracle.get("mia", {}).items()}
+    return oracle["metrics"]["privleak_auc"], mia or None
+
+
+def tofu_oracle(oracle: Mapping[str, Any]) -> Any:
+    """The retain model's per-item truth ratios (forget quality's KS test)."""
+    return [x["truth_ratio"] for x in oracle["items"]["forget"]]
+
+
+def run_muse(
+    benchmark: str,
+    model_dir: Path,
+    data: Path,
+    settings: Mapping,
+    precision: str,
+    source: str,
+    oracle: Any,
+) -> dict[str, Any]:
+    """MUSE's evaluator (rouge-score and its nltk: imported only by MUSE and TOFU jobs)."""
+    from bilevel_unlearning.evaluation.muse import PUBLISHED_AUC_RETRAIN, evaluate_muse
+
+    model, tokenizer = load_model(model_dir, precision), load_tokenizer(model_dir)
+    published = PUBLISHED_AUC_RETRAIN[benchmark] if source == "hub" else None
+    auc, mia = oracle if oracle is not None else (None, None)
+    return evaluate_muse(model, tokenizer, data, settings, auc, published, mia)
+
+
+def run_tofu(
+    benchmark: str,
+    model_dir: Path,
+    data: Path,
+    settings: Mapping,
+    precision: str,
+    source: str,
+    oracle: Any,
+) -> dict[str, Any]:
+    from bilevel_unlearning.evaluation.tofu import evaluate_tofu
+
+    model, tokenizer = load_model(model_dir, precision), load_tokenizer(model_dir)
+    return evaluate_tofu(model, tokenizer, data, settings["forget_split"], settings, oracle)
+
+
+def run_wmdp(
+    benchmark: str,
+    model_dir: Path,
+    data: Path,
+    settings: Mapping,
+    precision: str,
+    source: str,
+    oracle: Any,
+) -> dict[str, Any]:
+    """lm-eval on the topics' question sets and MMLU (lm-eval: imported only by WMDP jobs)."""
+    from bilevel_unlearning.evaluation.wmdp import evaluate_wmdp
+
+    return evaluate_wmdp(model_dir, data, settings, precision, source == "miniature")
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """What evaluating a benchmark family takes: the data files it reads (relative to the data
+    folder), what the oracle's evaluation contributes (None: no oracle), and the evaluator."""
+
+    files: Callable[[Mapping[str, Any]], list[str]]
+    oracle: Callable[[Mapping[str, Any]], Any] | None
+    run: Callable[..., dict[str, Any]]
+
+
+EVALUATORS = {
+    "muse": Evaluator(muse_files, muse_oracle, run_muse),
+    "tofu": Evaluator(tofu_files, tofu_oracle, run_tofu),
+    "wmdp": Evaluator(wmdp_files, None, run_wmdp),
+}
+
+
+def evaluator(benchmark: str) -> Evaluator:
+    return EVALUATORS[bench(benchmark).family]
+
+
 def benchmark_files(benchmark: str, data: Path, settings: Mapping[str, Any]) -> list[Path]:
     """The data files an evaluation reads, each checked to exist."""
-    family = bench(benchmark).family
-    if family == "muse":
-        names = ["verbmem/forget.jsonl", "privleak/forget.jsonl", "privleak/holdout.jsonl"]
-        names += [
-            f"knowmem/{s}_qa{icl}.jsonl" for s in ("forget", "retain") for icl in ("", "_icl")
-        ]
-    elif family == "tofu":
-        names = [f"{settings['forget_split']}_perturbed.jsonl", "retain_perturbed.jsonl"]
-        names += ["real_authors_perturbed.jsonl", "world_facts_perturbed.jsonl"]
-    else:
-        names = [f"questions/wmdp-{t}.jsonl" for t in settings["topics"]] + ["questions/mmlu.jsonl"]
-    files = [data / n for n in names]
+    files = [data / name for name in evaluator(benchmark).files(settings)]
     for f in files:
         require_file(f, f"generate_{benchmark} (miniature) or download_data_{benchmark} (hub)")
     return files
@@ -48,46 +135,13 @@ def benchmark_files(benchmark: str, data: Path, settings: Mapping[str, Any]) -> 
 
 def oracle_statistic(benchmark: str, reference: Path | None) -> Any:
     """What the oracle's evaluation contributes: MUSE's AUC, TOFU's per-item truth ratios."""
-    if reference is None:
+    contribution = evaluator(benchmark).oracle
+    if reference is None or contribution is None:
         return None
     require_file(reference, f"evaluate_{benchmark} (the oracle's row)")
-    oracle = read_json(reference, made_by=f"rule evaluate_{benchmark} (the oracle's row)")
-    family = bench(benchmark).family
-    if family == "muse":
-        mia = {name: entry["auc"] for name, entry in oracle.get("mia", {}).items()}
-        return oracle["metrics"]["privleak_auc"], mia or None
-    if family == "tofu":
-        return [x["truth_ratio"] for x in oracle["items"]["forget"]]
-    return None
-
-
-def benchmark_metrics(
-    benchmark: str,
-    model_dir: Path,
-    data: Path,
-    settings: Mapping[str, Any],
-    precision: str,
-    source: str,
-    oracle: Any,
-) -> dict[str, Any]:
-    """The benchmark's evaluator on one model; each job imports only its own (lm-eval for
-    WMDP, rouge-score and its nltk for MUSE and TOFU: seconds of start-up each)."""
-    family = bench(benchmark).family
-    if family == "wmdp":
-        from bilevel_unlearning.evaluation.wmdp import evaluate_wmdp
-
-        return evaluate_wmdp(model_dir, data, settings, precision, source == "miniature")
-    model = load_model(model_dir, precision)
-    tokenizer = load_tokenizer(model_dir)
-    if family == "tofu":
-        from bilevel_unlearning.evaluation.tofu import evaluate_tofu
-
-        return evaluate_tofu(model, tokenizer, data, settings["forget_split"], settings, oracle)
-    from bilevel_unlearning.evaluation.muse import PUBLISHED_AUC_RETRAIN, evaluate_muse
-
-    published = PUBLISHED_AUC_RETRAIN[benchmark] if source == "hub" else None
-    auc, mia = oracle if oracle is not None else (None, None)
-    return evaluate_muse(model, tokenizer, data, settings, auc, published, mia)
+    return contribution(
+        read_json(reference, made_by=f"rule evaluate_{benchmark} (the oracle's row)")
+    )
 
 
 def evaluate_step(
@@ -110,7 +164,9 @@ def evaluate_step(
     torch.manual_seed(seed)
     files = benchmark_files(benchmark, data, settings)
     oracle = oracle_statistic(benchmark, reference)
-    result = benchmark_metrics(benchmark, model_dir, data, settings, precision, source, oracle)
+    result = evaluator(benchmark).run(
+        benchmark, model_dir, data, settings, precision, source, oracle
+    )
     record = {
         "benchmark": benchmark,
         "run": run,

@@ -11,21 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from bilevel_unlearning import metric_catalog as catalog
-from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.report.figures import integer_ticks, new_figure, save_figure, shared_legend
 from bilevel_unlearning.report.style import ARROWS, REFERENCE_COLOUR, display
 from bilevel_unlearning.report.tables import BENCHMARK_LABELS
-from bilevel_unlearning.runs import NO_ATTACK, ORACLE_ROLE
-
-
-def relearning_panels(benchmark: str, topics: Sequence[str]) -> tuple[str, ...]:
-    """The forget metric(s) a benchmark's panel shows (WMDP: one per topic)."""
-    family = bench(benchmark).family
-    if family == "muse":
-        return ("knowmem_forget",)
-    if family == "wmdp":
-        return catalog.wmdp_table(topics)[:-1]  # the topics, not MMLU
-    return ("forget_Q_A_Prob",)
+from bilevel_unlearning.runs import NO_ATTACK, ORACLE_ROLE, attack_name
 
 
 def curve(
@@ -39,7 +28,7 @@ def curve(
     """The metric without attack, then after each relearning length; a missing evaluation
     names the file the rule needs."""
     points = []
-    for attack in (NO_ATTACK, *(f"relearn_s{n}" for n in steps)):
+    for attack in (NO_ATTACK, *(attack_name("relearn", n) for n in steps)):
         key = (benchmark, row, epoch, attack)
         if key not in results:
             raise KeyError(f"no evaluation of {row} ({attack}) at epoch {epoch} on {benchmark}")
@@ -58,7 +47,7 @@ def plot_relearning(
 ) -> list[str]:
     """One panel per (benchmark, forget metric), against that benchmark's relearning lengths
     (steps: benchmark -> lengths); returns the legend's labels."""
-    panels = [(b, name) for b in rows for name in relearning_panels(b, topics)]
+    panels = [(b, name) for b in rows for name in catalog.relearning_panels(b, topics)]
     figure, axes = new_figure(len(panels), height=1.8, columns=min(2.0, 0.8 * len(panels)))
     for ax, (benchmark, name) in zip(axes, panels, strict=True):
         xs = [0, *steps[benchmark]]

@@ -34,7 +34,8 @@ def plot_trajectories(
     out: Path,
     suffix: str = "",
 ) -> list[str]:
-    """Each method's path from the start model (epoch 0) through its evaluated epochs."""
+    """Each method's path from the start model (epoch 0) through its evaluated epochs, the
+    oracle's level dotted; suffix: the forget split of a benchmark with one row per split."""
     family = bench(benchmark).family
     panels = PANELS[family]
     figure, axes = new_figure(len(panels), height=1.8, columns=2.0)
@@ -45,10 +46,10 @@ def plot_trajectories(
             ys = [metric_at(results, benchmark, start, 0, name)]
             ys += [metric_at(results, benchmark, method + suffix, e, name) for e in epochs]
             ax.plot(xs, ys, marker="o", label=display(method), color=colours[method])
-        if family == "muse":
-            oracle = ORACLE_ROLE[family]
-            value = metric_at(results, benchmark, oracle, 0, name)
-            ax.axhline(value, color=REFERENCE_COLOUR, linestyle=":", label=display(oracle))
+        if ORACLE_ROLE[family]:  # the level unlearning should reach (none on WMDP)
+            value = metric_at(results, benchmark, ORACLE_ROLE[family] + suffix, 0, name)
+            label = display(ORACLE_ROLE[family])
+            ax.axhline(value, color=REFERENCE_COLOUR, linestyle=":", label=label)
         ax.set_xlabel("epoch")
         integer_ticks(ax)
         ax.set_xticks([0, *epochs])

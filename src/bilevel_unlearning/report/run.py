@@ -78,9 +78,9 @@ def build_figure(name: str, inputs: Sequence[str], settings: Mapping[str, Any], 
     elif name == "figure_4_trajectories":
         from bilevel_unlearning.report.fig_trajectories import plot_trajectories
 
-        plot_trajectories(
-            results, settings["benchmark"], settings["methods"], settings["epochs"], colours, out
-        )
+        benchmark, methods, epochs = settings["benchmark"], settings["methods"], settings["epochs"]
+        suffix = settings.get("suffix", "")
+        plot_trajectories(results, benchmark, methods, epochs, colours, out, suffix)
     else:
         raise ValueError(f"unknown figure {name!r}")
 

@@ -20,7 +20,7 @@ from bilevel_unlearning import metric_catalog as catalog
 from bilevel_unlearning.benchmarks import BENCHMARKS
 from bilevel_unlearning.io import read_json, write_text
 from bilevel_unlearning.report.style import ARROWS, display
-from bilevel_unlearning.runs import NO_ATTACK, ORACLE_ROLE, START_ROLE
+from bilevel_unlearning.runs import NO_ATTACK, ORACLE_ROLE, START_ROLE, attack_kind, attack_size
 
 
 @dataclass(frozen=True)
@@ -347,12 +347,11 @@ BENCHMARK_LABELS = {b.name: b.label for b in BENCHMARKS.values()}
 
 def attack_label(attack: str) -> str:
     """relearn_s16 -> "Relearn 16 steps", quantize_int4 -> "Int4"."""
-    kind, _, size = attack.partition("_")
-    if kind == "relearn":
-        return f"Relearn {size.removeprefix('s')} steps"
-    if kind == "quantize":
-        return size.capitalize()
-    return "No attack" if attack == NO_ATTACK else attack
+    if attack == NO_ATTACK:
+        return "No attack"
+    if attack_kind(attack) == "relearn":
+        return f"Relearn {attack_size(attack)} steps"
+    return f"Int{attack_size(attack)}"
 
 
 def robustness_table(

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.data.layout import TOFU_RETAIN_OF
 from bilevel_unlearning.evaluation.generation import greedy_generate
 from bilevel_unlearning.evaluation.metrics import mean
@@ -125,13 +126,13 @@ def probe_wmdp(data: Path, models: Path, settings: Mapping[str, Any]) -> dict[st
     return {"scores": scores, "rows": rows, "checks": checks}
 
 
-PROBES = {"muse_news": probe_muse, "muse_books": probe_muse, "tofu": probe_tofu, "wmdp": probe_wmdp}
+PROBES = {"muse": probe_muse, "tofu": probe_tofu, "wmdp": probe_wmdp}  # by benchmark family
 
 
 def sanity_step(
     *, benchmark: str, data: Path, models: Path, out: Path, settings: Mapping[str, Any]
 ) -> None:
-    result = {"benchmark": benchmark, **PROBES[benchmark](data, models, settings)}
+    result = {"benchmark": benchmark, **PROBES[bench(benchmark).family](data, models, settings)}
     write_json(out, result)
     log.info("%s: %s", benchmark, result["checks"])
 

@@ -36,19 +36,31 @@ from bilevel_unlearning.unlearn.sharding import shard
 log = logging.getLogger(__name__)
 
 
+def muse_batches(tokenizer: Any, data_dir: Path, settings: Mapping) -> UnlearnData:
+    return muse_data(tokenizer, data_dir, settings["max_length"])
+
+
+def tofu_batches(tokenizer: Any, data_dir: Path, settings: Mapping) -> UnlearnData:
+    split, chat = settings["forget_split"], ChatFormat.from_settings(settings)
+    return tofu_data(
+        tokenizer, data_dir, split, settings["retain_split"], settings["max_length"], chat
+    )
+
+
+def wmdp_batches(tokenizer: Any, data_dir: Path, settings: Mapping) -> UnlearnData:
+    topics = settings["topics"]
+    lengths = {topic: settings["forget_lengths"][topic] for topic in topics}
+    return wmdp_data(tokenizer, data_dir, topics, lengths, settings["max_length"])
+
+
+UNLEARN_DATA = {"muse": muse_batches, "tofu": tofu_batches, "wmdp": wmdp_batches}
+
+
 def benchmark_data(
     benchmark: str, tokenizer: Any, data_dir: Path, settings: Mapping
 ) -> UnlearnData:
     """The forget/retain examples of a benchmark, batched as the paper's code batches them."""
-    length, family = settings["max_length"], bench(benchmark).family
-    if family == "tofu":
-        split = settings["forget_split"]
-        chat = ChatFormat.from_settings(settings)
-        return tofu_data(tokenizer, data_dir, split, settings["retain_split"], length, chat)
-    if family == "wmdp":
-        lengths = {topic: settings["forget_lengths"][topic] for topic in settings["topics"]}
-        return wmdp_data(tokenizer, data_dir, settings["topics"], lengths, length)
-    return muse_data(tokenizer, data_dir, length)
+    return UNLEARN_DATA[bench(benchmark).family](tokenizer, data_dir, settings)
 
 
 def reinforced_model(

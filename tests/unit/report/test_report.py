@@ -186,6 +186,25 @@ def test_same_data_gives_the_same_figure_bytes(sweep_results: dict, tmp_path: Pa
         assert (tmp_path / f"a{suffix}").read_bytes() == (tmp_path / f"b{suffix}").read_bytes()
 
 
+def test_tofu_trajectories_follow_one_split_with_its_retain_oracle(tmp_path: Path) -> None:
+    def record(quality: float) -> dict:
+        return {"metrics": {"forget_quality": quality, "model_utility": 0.5}}
+
+    results = {
+        ("tofu", "full-forget05", 0): record(1e-6),
+        ("tofu", "retain-forget05", 0): record(1.0),
+    }
+    results |= {("tofu", "ga-forget05", e): record(0.01 * e) for e in (1, 2)}
+    colours = method_colours(["ga"])
+    labels = plot_trajectories(
+        results, "tofu", ["ga"], [1, 2], colours, tmp_path / "f4", "-forget05"
+    )
+    assert labels == ["GA", "Retain"]
+    check_outputs(tmp_path / "f4")
+    with pytest.raises(KeyError, match="no evaluation of full at epoch 0 on tofu"):
+        plot_trajectories(results, "tofu", ["ga"], [1, 2], colours, tmp_path / "f4b")
+
+
 def test_trajectory_and_geometry_figures(muse_results: dict, tmp_path: Path) -> None:
     results = dict(muse_results)
     for row in ("npo", "blur_npo"):
