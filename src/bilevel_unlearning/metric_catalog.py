@@ -1,9 +1,10 @@
 """The metric catalog: how each reported metric is labelled, read, shown and compared.
 
 One entry per metric a table or figure reports: its label, which way is better, the factor
-from the value in the result JSON to the number shown (MUSE's evaluator already reports x100,
-WMDP's accuracies are fractions shown x100), the digits shown, and the tolerance within which a
-fresh run must match the committed expected tables. Which metrics each table shows is here
+from the value in the result JSON to the number shown (every evaluator stores plain fractions;
+MUSE's ROUGE and PrivLeak and WMDP's accuracies are shown x100, as their papers report them),
+the digits shown, and the tolerance (in shown units) within which a fresh run must match the
+committed expected tables. Which metrics each table shows is here
 too, so tables, T4, the figures and the expected-table comparison read one place.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bilevel_unlearning.benchmarks import benchmark as bench
 
@@ -20,10 +22,11 @@ class Metric:
     name: str  # the key in a result JSON's "metrics"
     label: str
     direction: str  # down | up | zero: which way is better
-    scale: float = 1.0  # shown = value in the JSON x scale
+    scale: float = 1.0  # shown = value in the JSON (a fraction) x scale
     digits: int = 1
-    # a fresh run on another CPU of the same kind: float rounding may flip a few greedy tokens,
-    # moving a ROUGE-based x100 metric by a few points; KS p-values compare as log10
+    # in shown units: a fresh run on another CPU of the same kind may flip a few greedy tokens
+    # (float rounding), moving a ROUGE-based or accuracy x100 metric by a few points; KS
+    # p-values compare as log10
     tolerance: float = 0.05
     log_tolerance: bool = False
 
@@ -46,16 +49,16 @@ def wmdp_metric(topic: str) -> str:
 METRICS: Mapping[str, Metric] = {
     m.name: m
     for m in (
-        Metric("verbmem_forget", "VerbMem D_f", "down", tolerance=5.0),
-        Metric("knowmem_forget", "KnowMem D_f", "down", tolerance=5.0),
-        Metric("privleak", "PrivLeak", "zero", tolerance=5.0),
-        Metric("knowmem_retain", "KnowMem D_r", "up", tolerance=5.0),
-        *(Metric(f"privleak_{slug}", label, "zero") for label, slug in MIA_SCORES),
+        Metric("verbmem_forget", "VerbMem D_f", "down", 100.0, tolerance=5.0),
+        Metric("knowmem_forget", "KnowMem D_f", "down", 100.0, tolerance=5.0),
+        Metric("privleak", "PrivLeak", "zero", 100.0, tolerance=5.0),
+        Metric("knowmem_retain", "KnowMem D_r", "up", 100.0, tolerance=5.0),
+        *(Metric(f"privleak_{slug}", label, "zero", 100.0) for label, slug in MIA_SCORES),
         *(
-            Metric(wmdp_metric(topic), label, "down", 100.0)
+            Metric(wmdp_metric(topic), label, "down", 100.0, tolerance=5.0)
             for topic, label in WMDP_TOPIC_LABELS.items()
         ),
-        Metric("mmlu_acc", "MMLU", "up", 100.0),
+        Metric("mmlu_acc", "MMLU", "up", 100.0, tolerance=5.0),
         Metric("forget_quality", "Forget quality", "up", 1.0, 3, 1.0, log_tolerance=True),
         Metric("model_utility", "Model utility", "up", 1.0, 3),
         Metric("forget_truth_ratio", "Forget truth ratio", "up", 1.0, 3),
@@ -111,6 +114,32 @@ def relearning_panels(benchmark: str, topics: Sequence[str]) -> tuple[str, ...]:
     if bench(benchmark).topics:
         return wmdp_table(topics)[:-1]  # the topics, not MMLU
     return RELEARNING_PANELS[bench(benchmark).family]
+
+
+# The form of the metrics in a result JSON, recorded in each. A result of another form is
+# evaluated again (a parameter of the evaluate rules) and refused by the report's readers.
+# 1: MUSE's ROUGE and PrivLeak stored x100; 2: every metric a plain fraction.
+RESULT_FORMAT = 2
+
+
+def check_result_format(record: Mapping[str, Any], path: object, rule: str) -> None:
+    """A result of another form (an older version's x100) is refused: read as fractions it
+    would be silently wrong by a factor of 100."""
+    found = record.get("format", 1)
+    if found != RESULT_FORMAT:
+        raise ValueError(
+            f"{path}: its metrics are in result format {found}, this version reads format "
+            f"{RESULT_FORMAT} (metric_catalog.RESULT_FORMAT). Rule {rule} makes it again: "
+            "`snakemake --cores N all` reruns every job whose result_format parameter changed; "
+            "or delete the file"
+        )
+
+
+def shown(name: str, value: float) -> float:
+    """A metric as tables and figures show it (x its scale); a metric not in the catalog as
+    it is stored."""
+    metric = METRICS.get(name)
+    return value * metric.scale if metric else value
 
 
 def tolerance(name: str) -> tuple[float, bool]:

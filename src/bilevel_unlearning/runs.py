@@ -195,6 +195,14 @@ def table_rows(config: Mapping[str, Any], benchmark: str) -> list[tuple[str, int
 NO_ATTACK = "none"
 
 
+def eval_path(
+    results: str, benchmark: str, row: str, epoch: int | str, attack: str = NO_ATTACK
+) -> str:
+    """Where an evaluation's result lives (the evaluate rules' output, the report's input):
+    <results>/<benchmark>/eval/<row>/<attack>/epoch_<k>.json; attack `none`: the model itself."""
+    return f"{results}/{benchmark}/eval/{row}/{attack}/epoch_{epoch}.json"
+
+
 def attack_names(config: Mapping[str, Any], benchmark: str | None = None) -> list[str]:
     """relearn_s{N} for each relearning length (the benchmark's own `relearn.steps` if it sets
     them), quantize_int{b} for each bit width; without a benchmark, every benchmark's."""

@@ -20,6 +20,8 @@ import yaml
 from conftest import REPO
 from workflow_helpers import planned_jobs, run_snakemake, snakemake_command
 
+from bilevel_unlearning.runs import attack_kind
+
 TINY = REPO / "tests" / "config" / "tiny.yaml"
 TARGETS = ("all", "robustness")  # the default run, and the attacks (its own target)
 
@@ -61,14 +63,14 @@ def test_sanity_report_discriminates(tiny_run: Path) -> None:
     by_name = {b["benchmark"]: b for b in report["benchmarks"]}
     assert set(by_name) == {"muse_news", "tofu", "wmdp"}
 
-    muse = by_name["muse_news"]["scores"]
-    assert muse["target"]["knowmem_forget"] - muse["retrain"]["knowmem_forget"] >= 25
-    assert abs(muse["target"]["knowmem_retain"] - muse["retrain"]["knowmem_retain"]) <= 10
+    muse = by_name["muse_news"]["scores"]  # fractions, like every result
+    assert muse["target"]["knowmem_forget"] - muse["retrain"]["knowmem_forget"] >= 0.25
+    assert abs(muse["target"]["knowmem_retain"] - muse["retrain"]["knowmem_retain"]) <= 0.10
     assert muse["target"]["verbmem_forget"] > muse["retrain"]["verbmem_forget"]
 
     tofu = by_name["tofu"]["scores"]
-    assert tofu["full"]["rouge_forget10"] > tofu["retain90"]["rouge_forget10"] + 10
-    assert tofu["retain90"]["rouge_retain"] > 50
+    assert tofu["full"]["rouge_forget10"] > tofu["retain90"]["rouge_forget10"] + 0.10
+    assert tofu["retain90"]["rouge_retain"] > 0.50
 
     wmdp = by_name["wmdp"]["scores"]
     for task in ("mini_wmdp_bio", "mini_wmdp_cyber"):
@@ -76,9 +78,9 @@ def test_sanity_report_discriminates(tiny_run: Path) -> None:
         assert wmdp["original"][task] > wmdp["base"][task]
     assert report["all_checks_pass"] is True
     table = (tiny_run / "results" / "sanity_report.md").read_text()
-    row = (
-        f"| muse_news | knowmem_forget | target | {muse['target']['knowmem_forget']:.2f} "
-        f"| retrain | {muse['retrain']['knowmem_forget']:.2f} |"
+    row = (  # shown x100, as T1 shows KnowMem
+        f"| muse_news | knowmem_forget | target | {100 * muse['target']['knowmem_forget']:.2f} "
+        f"| retrain | {100 * muse['retrain']['knowmem_forget']:.2f} |"
     )
     assert row in table
 
@@ -168,20 +170,18 @@ def evaluation(workdir: Path, benchmark: str, row: str, epoch: int, attack: str 
 def test_muse_evaluation_separates_target_from_retrain(tiny_run: Path) -> None:
     target = evaluation(tiny_run, "muse_news", "target", 0)
     retrain = evaluation(tiny_run, "muse_news", "retrain", 0)
-    t, r = target["metrics"], retrain["metrics"]
-    assert t["knowmem_forget"] - r["knowmem_forget"] >= 25
-    assert abs(t["knowmem_retain"] - r["knowmem_retain"]) <= 10
+    t, r = target["metrics"], retrain["metrics"]  # fractions (T1 shows them x100)
+    assert t["knowmem_forget"] - r["knowmem_forget"] >= 0.25
+    assert abs(t["knowmem_retain"] - r["knowmem_retain"]) <= 0.10
     assert t["verbmem_forget"] > r["verbmem_forget"]
     # the target memorised the forget texts: it ranks them as members (AUC near 0)
-    assert t["privleak"] < -50 and r["privleak"] == 0.0
+    assert t["privleak"] < -0.5 and r["privleak"] == 0.0
     assert t["auc_retrain"] == r["privleak_auc"]
     # aggregates are the means of the per-item scores they came from
     data = tiny_run / "results" / "muse_news" / "data"
     items = target["items"]["knowmem_forget"]
     assert len(items) == len((data / "knowmem/forget_qa.jsonl").read_text().splitlines())
-    assert t["knowmem_forget"] == pytest.approx(
-        100 * sum(x["rouge_l_f1"] for x in items) / len(items)
-    )
+    assert t["knowmem_forget"] == pytest.approx(sum(x["rouge_l_f1"] for x in items) / len(items))
     unlearned = evaluation(tiny_run, "muse_news", "npo_gdr", 2)["metrics"]
     assert unlearned["knowmem_forget"] < t["knowmem_forget"]
 
@@ -235,7 +235,7 @@ def test_relearning_brings_back_what_ga_and_npo_removed(tiny_run: Path) -> None:
         plain = evaluation(tiny_run, "muse_news", row, epoch)["metrics"]
         attacked = evaluation(tiny_run, "muse_news", row, epoch, "relearn_s8")["metrics"]
         recovered[row] = attacked["knowmem_forget"] - plain["knowmem_forget"]
-    assert recovered["ga"] > 10 and recovered["npo"] > 10
+    assert recovered["ga"] > 0.10 and recovered["npo"] > 0.10
     assert min(recovered["ga"], recovered["npo"]) > recovered["retrain"]
     tofu = [evaluation(tiny_run, "tofu", "ga_gdr-forget10", 2, a)["metrics"] for a in ATTACKS]
     assert tofu[1]["forget_Q_A_Prob"] > tofu[0]["forget_Q_A_Prob"] + 0.2
@@ -256,7 +256,7 @@ def test_attacked_models_record_their_source_and_are_quantized(tiny_run: Path) -
         folder = results / "attack" / "npo" / attack / "epoch_2"
         provenance = json.loads((folder / "provenance.json").read_text())
         assert provenance["attacked_sha256"]["model.safetensors"] == sha256_file(unlearned)
-        assert provenance["settings"]["kind"] == attack.split("_")[0]
+        assert provenance["settings"]["kind"] == attack_kind(attack)
     weights = load_file(
         results / "attack" / "npo" / "quantize_int4" / "epoch_2" / "model.safetensors"
     )
@@ -277,8 +277,11 @@ def test_robustness_table_equals_the_result_jsons(tiny_run: Path) -> None:
         evaluation(tiny_run, "wmdp", "rmu", 2, a)["metrics"]["wmdp_bio_acc"]
         for a in ("none", "relearn_s8")
     )
-    assert table[("wmdp:rmu:wmdp_bio_acc", "none")] == plain
-    assert table[("wmdp:rmu:wmdp_bio_acc", "recovered:relearn_s8")] == attacked - plain
+    # the CSV holds what the table shows: accuracies x100, the change between shown values
+    assert table[("wmdp:rmu:wmdp_bio_acc", "none")] == plain * 100
+    assert table[("wmdp:rmu:wmdp_bio_acc", "recovered:relearn_s8")] == (
+        attacked * 100 - plain * 100
+    )
 
 
 def test_both_baldro_forms_unlearn_end_to_end(tiny_run: Path) -> None:
@@ -322,16 +325,17 @@ def test_table_values_equal_the_result_jsons(tiny_run: Path) -> None:
 
     muse = read_table_csv(tiny_run / "paper_figures/table_1_muse.csv")
     record = evaluation(tiny_run, "muse_news", "blur_npo", 2)  # table_epoch: the last
-    assert muse[("blur_npo", "News:privleak")] == record["metrics"]["privleak"]
+    # tables show MUSE's metrics and WMDP's accuracies x100 (metric_catalog), TOFU's as stored
+    assert muse[("blur_npo", "News:privleak")] == record["metrics"]["privleak"] * 100
     assert muse[("target", "News:knowmem_forget")] == pytest.approx(
-        evaluation(tiny_run, "muse_news", "target", 0)["metrics"]["knowmem_forget"]
+        evaluation(tiny_run, "muse_news", "target", 0)["metrics"]["knowmem_forget"] * 100
     )
     tofu = read_table_csv(tiny_run / "paper_figures/table_3_tofu.csv")
     record = evaluation(tiny_run, "tofu", "ga_gdr-forget10", 2)
     assert tofu[("ga_gdr", "forget10:forget_quality")] == record["metrics"]["forget_quality"]
     wmdp = read_table_csv(tiny_run / "paper_figures/table_2_wmdp.csv")
     record = evaluation(tiny_run, "wmdp", "blur_rmu", 2)
-    assert wmdp[("blur_rmu", "WMDP:mmlu_acc")] == record["metrics"]["mmlu_acc"]
+    assert wmdp[("blur_rmu", "WMDP:mmlu_acc")] == record["metrics"]["mmlu_acc"] * 100
 
 
 def test_tables_match_the_committed_expected_ones(tiny_run: Path) -> None:

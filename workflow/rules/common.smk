@@ -19,13 +19,15 @@ from bilevel_unlearning.data.hub import (
 )
 from bilevel_unlearning.data.layout import GENERAL, TOFU_RETAIN_OF, layout_files
 from bilevel_unlearning.data.miniature import LM_EVAL_TASKS
-from bilevel_unlearning.metric_catalog import PAPER_TABLES
+from bilevel_unlearning.metric_catalog import RESULT_FORMAT
+from bilevel_unlearning.report.jobs import figure_jobs, part_tables, table_jobs
+from bilevel_unlearning.report.jobs import part_outputs as _part_outputs
+from bilevel_unlearning.report.jobs import part_results as _part_results
 from bilevel_unlearning.models.recipes import model_roles, role_sources
 from bilevel_unlearning.runtime import parallel_strategy
 from bilevel_unlearning.runs import (
     NO_ATTACK,
     ORACLE_ROLE,
-    attack_kind,
     START_ROLE,
     attack_names,
     attack_settings,
@@ -33,17 +35,15 @@ from bilevel_unlearning.runs import (
     attacked_evaluations,
     attacked_rows,
     chat_settings,
+    eval_path,
     evaluation_settings,
     evaluations,
     family,
     oracle_row,
     reference_models,
-    relearn_steps,
-    sweep_points,
-    table_rows,
+    table_epoch,
     unlearn_runs,
 )
-from bilevel_unlearning.runs import table_epoch as _table_epoch
 
 # config/config.yaml and every --configfile, read again by the project's loader (duplicate
 # keys), then the merged config against the schema and the cross-field rules
@@ -174,7 +174,7 @@ def attacked_model(benchmark, row, attack, epoch):
 
 
 def eval_file(benchmark, row, epoch, attack=NO_ATTACK):
-    return f"{RESULTS}/{benchmark}/eval/{row}/{attack}/epoch_{epoch}.json"
+    return eval_path(RESULTS, benchmark, row, epoch, attack)
 
 
 def reference_eval(benchmark, row, attack):
@@ -225,72 +225,14 @@ def report_code(*modules):
     return [str(REPORT_CODE / m) for m in (*shared, *modules)]
 
 
-def table_epoch(benchmark, method=None):
-    """The checkpoint a table row uses (runs.table_epoch)."""
-    return _table_epoch(config, benchmark, method)
-
-
-def table_settings(benchmarks):
-    """What a paper table reads: each benchmark's (row, epoch) evaluations (runs.table_rows)
-    and table epoch, with the WMDP topics or TOFU splits where a benchmark has them."""
-    settings = {
-        "rows": {b: table_rows(config, b) for b in benchmarks},
-        "epochs": {b: table_epoch(b) for b in benchmarks},
-    }
-    if any(bench(b).topics for b in benchmarks):
-        settings["topics"] = WMDP_TOPICS
-    if any(bench(b).per_split for b in benchmarks):
-        settings["splits"] = config["tofu"]["forget_splits"]
-    return settings
-
-
-def table_evals(benchmarks):
-    """The evaluation files a paper table reads (runs.table_rows)."""
-    return [
-        eval_file(b, row, epoch)
-        for b, rows in table_settings(benchmarks)["rows"].items()
-        for row, epoch in rows
-    ]
-
-
-def row_suffix(benchmark):
-    """What a figure of one split appends to a method's name: TOFU's first forget split."""
-    if bench(benchmark).per_split:
-        return f"-{config['tofu']['forget_splits'][0]}"
-    return ""
-
-
-def run_evals(benchmark, runs, epochs):
-    return [eval_file(benchmark, r, e) for r in runs for e in epochs]
-
-
-def reference_evals(benchmark):
-    return [eval_file(benchmark, ref, 0) for ref in reference_models(config, benchmark)]
-
-
-def robustness_inputs(kinds):
-    """The evaluations of every attacked row without attack and after each of its
-    benchmark's attacks of these kinds (relearn, quantize)."""
-    return [
-        eval_file(b, row, epoch, attack)
-        for b in ATTACKED
-        for row, epoch in attacked_rows(config, b)
-        for attack in [NO_ATTACK, *attack_names(config, b)]
-        if attack == NO_ATTACK or attack_kind(attack) in kinds
-    ]
-
-
 def part_outputs(part):
-    tables, figures = PARTS[part]["tables"], PARTS[part]["figures"]
-    return [f"paper_figures/{t}.{x}" for t in tables for x in ("csv", "md", "tex")] + [
-        f"paper_figures/{f}.{x}" for f in figures for x in ("pdf", "png")
-    ]
+    """What a part (paper, robustness) writes under paper_figures/ (report.jobs)."""
+    return _part_outputs(TABLES, FIGURE_JOBS, part)
 
 
 def part_results(part):
-    jobs = [TABLES[t] for t in PARTS[part]["tables"]]
-    jobs += [FIGURE_JOBS[f] for f in PARTS[part]["figures"]]
-    return sorted({f for inputs, *_ in jobs for f in inputs})
+    """Every result file a part's tables and figures read (report.jobs)."""
+    return _part_results(TABLES, FIGURE_JOBS, part)
 
 
 def written_manifests():

@@ -34,6 +34,8 @@ for _benchmark in BENCHMARKS:
             gpus=0,
             mem_mb=4000,
         params:
+            # evaluations of another form (metric_catalog.RESULT_FORMAT) run again
+            result_format=RESULT_FORMAT,
             seed=SEED,
             benchmark=_benchmark,
             precision=config["precision"],

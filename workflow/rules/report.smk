@@ -2,45 +2,24 @@
 # the MUSE MIA suite; T4 and F5, robustness to attacks), each from result files
 # only. One rule per table and figure, with its own plotting module as an input, so editing
 # one figure's code reruns that figure alone: `snakemake paper_figures/figure_2_gamma.pdf`.
-FIGURES = config.get("figures", {})
-ALL_METHODS = list(config["methods"])
+# Which result files and settings feed each table and figure: bilevel_unlearning.report.jobs
+# (pure functions of the config, unit-tested), one rule per job below.
+TABLES = table_jobs(config)
+FIGURE_JOBS = figure_jobs(config)
 
-
-# The paper tables, each over the configured benchmarks of its family (metric_catalog), each
-# reading the (row, epoch) evaluations runs.table_rows names.
-TABLES = {}
-for _name, (_family, _category) in PAPER_TABLES.items():
-    _members = [b for b in BENCHMARKS if family(b) == _family]
-    if _members:
-        TABLES[_name] = (table_evals(_members), table_settings(_members), _category)
-# Robustness (beyond the paper): every attacked row without attack and after each attack.
-ROBUSTNESS = {
-    "rows": {b: attacked_rows(config, b) for b in ATTACKED},
-    "references": {b: list(reference_models(config, b)) for b in ATTACKED},
-    "topics": WMDP_TOPICS,
-}
-
-
-if ATTACKED:
-    TABLES["table_4_robustness"] = (
-        robustness_inputs(("relearn", "quantize")),
-        {**ROBUSTNESS, "attacks": ATTACKS},
-        "Robustness",
-    )
-
-for _name, (_inputs, _settings, _category) in TABLES.items():
+for _name, _job in TABLES.items():
 
     rule:
         name:
             _name
         input:
-            results=_inputs,
+            results=_job.inputs,
             code=report_code(),
         output:
             csv=report(
                 f"paper_figures/{_name}.csv",
                 caption=f"../report/{_name}.rst",
-                category=_category,
+                category=_job.category,
             ),
             markdown=f"paper_figures/{_name}.md",
             latex=f"paper_figures/{_name}.tex",
@@ -50,7 +29,7 @@ for _name, (_inputs, _settings, _category) in TABLES.items():
             ENV
         params:
             name=_name,
-            settings=as_json(_settings),
+            settings=as_json(_job.settings),
             out=lambda w, output: str(Path(output[0]).with_suffix("")),
         shell:
             "python -m bilevel_unlearning.cli report --table {params.name}"
@@ -58,76 +37,20 @@ for _name, (_inputs, _settings, _category) in TABLES.items():
             " --out {params.out} > {log} 2>&1"
 
 
-FIGURE_JOBS = {}
-_geometry = FIGURES.get("geometry")
-if _geometry and _geometry["benchmark"] in BENCHMARKS:
-    FIGURE_JOBS["figure_1_geometry"] = (
-        [
-            f"{RESULTS}/{_geometry['benchmark']}/unlearn/{m}/train_log.jsonl"
-            for m in _geometry["methods"]
-        ],
-        {"methods": _geometry["methods"]},
-        ("fig_geometry.py",),
-        "Gradient geometry",
-    )
-_ablation = FIGURES.get("ablation")
-if _ablation in BENCHMARKS and sweep_points(config, _ablation):
-    _points = sweep_points(config, _ablation)
-    _inputs = reference_evals(_ablation) + run_evals(
-        _ablation, sorted({run for _, _, run in _points}), [table_epoch(_ablation)]
-    )
-    _settings = {
-        "benchmark": _ablation,
-        "epoch": table_epoch(_ablation),
-        "points": _points,
-    }
-    FIGURE_JOBS["figure_2_gamma"] = (_inputs, _settings, ("fig_gamma.py",), "Ablation")
-    FIGURE_JOBS["figure_3_tradeoff"] = (
-        _inputs,
-        _settings,
-        ("fig_gamma.py", "fig_tradeoff.py"),
-        "Ablation",
-    )
-_trajectories = FIGURES.get("trajectories")
-if _trajectories in BENCHMARKS:
-    _epochs = config["evaluate"][_trajectories]["epochs"]
-    _methods = config["unlearn"][_trajectories]["methods"]
-    # a benchmark with one row per forget split (TOFU) is shown on its first split
-    _suffix = row_suffix(_trajectories)
-    FIGURE_JOBS["figure_4_trajectories"] = (
-        reference_evals(_trajectories)
-        + run_evals(_trajectories, [m + _suffix for m in _methods], _epochs),
-        {
-            "benchmark": _trajectories,
-            "methods": _methods,
-            "epochs": sorted(_epochs),
-            **({"suffix": _suffix} if _suffix else {}),
-        },
-        ("fig_trajectories.py",),
-        "Trajectories",
-    )
-if any(attack_kind(a) == "relearn" for a in ATTACKS):
-    FIGURE_JOBS["figure_5_relearning"] = (
-        robustness_inputs(("relearn",)),
-        {**ROBUSTNESS, "steps": {b: relearn_steps(config, b) for b in ATTACKED}},
-        ("fig_relearning.py",),
-        "Robustness",
-    )
-
-for _name, (_inputs, _settings, _modules, _category) in FIGURE_JOBS.items():
+for _name, _job in FIGURE_JOBS.items():
 
     rule:
         name:
             _name
         input:
-            results=_inputs,
-            code=report_code(*_modules),
+            results=_job.inputs,
+            code=report_code(*_job.modules),
         output:
             pdf=f"paper_figures/{_name}.pdf",
             png=report(
                 f"paper_figures/{_name}.png",
                 caption=f"../report/{_name}.rst",
-                category=_category,
+                category=_job.category,
             ),
         log:
             f"{RESULTS}/logs/report/{_name}.log",
@@ -135,7 +58,7 @@ for _name, (_inputs, _settings, _modules, _category) in FIGURE_JOBS.items():
             ENV
         params:
             name=_name,
-            settings=as_json({**_settings, "all_methods": ALL_METHODS}),
+            settings=as_json(_job.settings),
             out=lambda w, output: str(Path(output[0]).with_suffix("")),
         shell:
             "python -m bilevel_unlearning.cli report --figure {params.name}"
@@ -146,20 +69,6 @@ for _name, (_inputs, _settings, _modules, _category) in FIGURE_JOBS.items():
 # Two parts, each with its manifest and its comparison with the expected tables: the paper's
 # outputs (rule paper_outputs, part of `all`) and, beyond the paper, the robustness attacks
 # (rule robustness, its own target: its ~70 extra jobs would double the default run).
-ROBUSTNESS_OUTPUTS = ("table_4_robustness", "figure_5_relearning")
-PARTS = {
-    part: {
-        "tables": [
-            t for t in TABLES if (t in ROBUSTNESS_OUTPUTS) == (part == "robustness")
-        ],
-        "figures": [
-            f
-            for f in FIGURE_JOBS
-            if (f in ROBUSTNESS_OUTPUTS) == (part == "robustness")
-        ],
-    }
-    for part in ("paper", "robustness")
-}
 SUFFIX = {"paper": "", "robustness": "_robustness"}
 
 
@@ -210,7 +119,7 @@ if config.get("expected_tables") and TABLES:
         )
 
     for _part, _suffix in SUFFIX.items():
-        if not PARTS[_part]["tables"]:
+        if not part_tables(TABLES, _part):
             continue
         CHECKS[_part].append(f"paper_figures/expected_comparison{_suffix}.md")
 
@@ -218,10 +127,10 @@ if config.get("expected_tables") and TABLES:
             name:
                 f"compare_expected{_suffix}"
             input:
-                tables=[f"paper_figures/{t}.csv" for t in PARTS[_part]["tables"]],
+                tables=[f"paper_figures/{t}.csv" for t in part_tables(TABLES, _part)],
                 expected=[
                     f"config/expected/{config['expected_tables']}/{t}.csv"
-                    for t in PARTS[_part]["tables"]
+                    for t in part_tables(TABLES, _part)
                 ],
             output:
                 markdown=f"paper_figures/expected_comparison{_suffix}.md",
@@ -251,7 +160,7 @@ if config["source"] == "hub":
         conda:
             ENV
         params:
-            epochs=as_json({b: table_epoch(b) for b in BENCHMARKS}),
+            epochs=as_json({b: table_epoch(config, b) for b in BENCHMARKS}),
         shell:
             "python -m bilevel_unlearning.cli compare"
             " --inputs {input.results} --reference {input.reference}"

@@ -22,6 +22,8 @@ for _benchmark in BENCHMARKS:
             ENV
         threads: 1
         params:
+            # sanity scores of another form (metric_catalog.RESULT_FORMAT) run again
+            result_format=RESULT_FORMAT,
             benchmark=_benchmark,
             settings=as_json(config[family(_benchmark)]),
             data=lambda w, input: ancestor_named(input.data[0], "data"),

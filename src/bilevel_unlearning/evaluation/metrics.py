@@ -53,8 +53,9 @@ def privleak_auc(forget_scores: Sequence[float], holdout_scores: Sequence[float]
 
 
 def privleak(auc_model: float, auc_retrain: float) -> float:
-    """PrivLeak x100: the AUC's relative gap to the retrain oracle's; 0 is ideal."""
-    return (auc_model - auc_retrain) / auc_retrain * 100
+    """PrivLeak: the AUC's relative gap to the retrain oracle's, a fraction (tables show it
+    x100, in %, as MUSE reports it); 0 is ideal."""
+    return (auc_model - auc_retrain) / auc_retrain
 
 
 def geometric_mean(values: Sequence[float]) -> float:

@@ -186,7 +186,7 @@ def evaluate_muse(
     auc = privleak_auc(mink["forget"], mink["holdout"])
     own = auc if auc_retrain is None else auc_retrain
     reference = own if published_auc_retrain is None else published_auc_retrain
-    metrics = {name: 100 * mean([x["rouge_l_f1"] for x in rows]) for name, rows in items.items()}
+    metrics = {name: mean([x["rouge_l_f1"] for x in rows]) for name, rows in items.items()}
     metrics.update(privleak=privleak(auc, reference), privleak_auc=auc, auc_retrain=reference)
     if published_auc_retrain is not None:
         metrics.update(

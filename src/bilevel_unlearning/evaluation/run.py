@@ -16,6 +16,7 @@ import torch
 
 from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.io import read_json, write_json
+from bilevel_unlearning.metric_catalog import RESULT_FORMAT
 from bilevel_unlearning.models.hf import load_model, load_tokenizer
 from bilevel_unlearning.provenance import evaluation_provenance
 
@@ -172,6 +173,7 @@ def evaluate_step(
         "run": run,
         "epoch": epoch,
         "attack": attack,
+        "format": RESULT_FORMAT,
         **result,
         "provenance": evaluation_provenance(model_dir, files, settings, seed, precision),
     }

@@ -54,7 +54,7 @@ def plot_relearning(
         metric = catalog.METRICS[name]
         for row, epoch in rows[benchmark]:
             points = curve(results, benchmark, row, epoch, steps[benchmark], name)
-            ys = [metric.scale * y for y in points]
+            ys = [catalog.shown(name, y) for y in points]
             method = row.split("-")[0]
             if row in references.get(benchmark, ()):
                 colour, style = REFERENCE_COLOUR, ":" if method in ORACLE_ROLE.values() else "--"

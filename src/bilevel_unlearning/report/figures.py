@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bilevel_unlearning import metric_catalog as catalog
 from bilevel_unlearning.io import atomic_path
 from bilevel_unlearning.report.style import COLUMN_WIDTH, figure_style
 
@@ -51,11 +52,12 @@ def metric_at(
     epoch: int,
     name: str,
 ) -> float:
-    """A metric of a result that must exist: a missing one names the file the rule needs."""
+    """A metric of a result that must exist, as tables show it (metric_catalog.shown); a
+    missing one names the file the rule needs."""
     key = (benchmark, row, epoch)
     if key not in results:
         raise KeyError(f"no evaluation of {row} at epoch {epoch} on {benchmark} among the inputs")
-    return float(results[key]["metrics"][name])
+    return catalog.shown(name, float(results[key]["metrics"][name]))
 
 
 def integer_ticks(ax: Any) -> None:

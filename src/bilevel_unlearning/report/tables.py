@@ -3,7 +3,9 @@ evaluation JSONs, as CSV, Markdown and LaTeX.
 
 A table is built as data first (rows of numbers, columns with a direction), then rendered;
 the best method per column is marked in Markdown and LaTeX (reference rows never compete).
-Values are read from the result JSONs only.
+Values are read from the result JSONs only, and held as the tables show them (the metric
+catalog's scale applied: MUSE and WMDP x100), so every rendering, the CSV included, and the
+comparison with the expected tables see one number.
 """
 
 from __future__ import annotations
@@ -31,14 +33,13 @@ class Column:
     metric: str
     header: str
     direction: str  # down | up | zero
-    scale: float = 1.0
     digits: int = 1
 
 
 def column(group: str, name: str) -> Column:
     """A column showing a catalog metric of one group's results."""
     metric = catalog.METRICS[name]
-    return Column(group, name, metric.label, metric.direction, metric.scale, metric.digits)
+    return Column(group, name, metric.label, metric.direction, metric.digits)
 
 
 def references(family: str) -> list[str]:
@@ -57,16 +58,16 @@ class Table:
     notes: tuple[str, ...] = ()
     # row key -> its label (default: the method's display name)
     labels: Mapping[str, str] = field(default_factory=dict)
-    # row key -> (scale, digits), where a row's metric sets them instead of the column's
-    row_formats: Mapping[str, tuple[float, int]] = field(default_factory=dict)
+    # row key -> digits, where a row's metric sets them instead of the column's
+    row_digits: Mapping[str, int] = field(default_factory=dict)
     mark_best: bool = True  # bold the best method per column (not where columns mix metrics)
 
     def label(self, row: str) -> str:
         return self.labels.get(row) or display(row)
 
     def formatted(self, row: str, column: Column) -> str:
-        scale, digits = self.row_formats.get(row, (column.scale, column.digits))
-        return formatted(self.values.get((row, column)), scale, digits)
+        digits = self.row_digits.get(row, column.digits)
+        return formatted(self.values.get((row, column)), digits)
 
 
 CORPUS = {b.name: b.label for b in BENCHMARKS.values() if b.family == "muse"}
@@ -93,13 +94,12 @@ def best_rows(table: Table, column: Column) -> set[str]:
     return {row for row, v in scored.items() if v is not None and v == best}
 
 
-def formatted(value: float | None, scale: float, digits: int) -> str:
+def formatted(value: float | None, digits: int) -> str:
     if value is None:
         return "–"
-    shown = value * scale
-    if digits >= 3 and shown != 0 and abs(shown) < 10**-digits:
-        return f"{shown:.2e}"  # forget_quality spans many orders of magnitude
-    return f"{shown:.{digits}f}"
+    if digits >= 3 and value != 0 and abs(value) < 10**-digits:
+        return f"{value:.2e}"  # forget_quality spans many orders of magnitude
+    return f"{value:.{digits}f}"
 
 
 def header(column: Column, with_group: bool) -> str:
@@ -112,7 +112,7 @@ def _groups(table: Table) -> bool:
 
 
 def to_csv(table: Table) -> str:
-    """Full-precision values, one column per metric (unscaled, as in the JSONs)."""
+    """Full-precision values as the table shows them, one column per metric."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["row", *(f"{c.group}:{c.metric}".lstrip(":") for c in table.columns)])
@@ -194,10 +194,11 @@ def write_table(table: Table, out_stem: Path) -> None:
 
 
 def metric(record: Mapping[str, Any] | None, name: str) -> float | None:
+    """A metric of a result as tables show it (metric_catalog.shown); None where missing."""
     if record is None:
         return None
     value = record["metrics"].get(name)
-    return None if value is None else float(value)
+    return None if value is None else catalog.shown(name, float(value))
 
 
 def load_all_results(
@@ -207,6 +208,7 @@ def load_all_results(
     results = {}
     for path in paths:
         record = read_json(path, made_by="its evaluate_<benchmark> rule")
+        catalog.check_result_format(record, path, "evaluate_<benchmark>")
         key = (record["benchmark"], record["run"], int(record["epoch"]))
         results[(*key, record.get("attack", NO_ATTACK))] = record
     return results
@@ -380,7 +382,7 @@ def robustness_table(
                     f"{BENCHMARK_LABELS.get(benchmark, benchmark)} · {display(row)}"
                     f" · {spec.label} {ARROWS[spec.direction]}"
                 )
-                formats[key] = (spec.scale, spec.digits)
+                formats[key] = spec.digits
                 if row in references.get(benchmark, ()):
                     reference_keys.add(key)
                 plain = metric(results.get((benchmark, row, epoch, NO_ATTACK)), name)
@@ -400,6 +402,6 @@ def robustness_table(
         frozenset(reference_keys),
         values,
         labels=labels,
-        row_formats=formats,
+        row_digits=formats,
         mark_best=False,
     )

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bilevel_unlearning import metric_catalog as catalog
 from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.data.layout import TOFU_RETAIN_OF
 from bilevel_unlearning.evaluation.generation import greedy_generate
@@ -25,9 +26,10 @@ from bilevel_unlearning.models.hf import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
 
-# The discrimination the miniature must show (issue: foundation, item 5).
-MUSE_MIN_FORGET_GAP = 25.0  # target minus retrain, KnowMem forget ROUGE-L x100
-MUSE_MAX_RETAIN_GAP = 10.0  # |target - retrain|, KnowMem retain ROUGE-L x100
+# The discrimination the miniature must show (issue: foundation, item 5), as fractions like
+# every score here (the report shows them as the tables do: metric_catalog.shown).
+MUSE_MIN_FORGET_GAP = 0.25  # target minus retrain, KnowMem forget ROUGE-L F1
+MUSE_MAX_RETAIN_GAP = 0.10  # |target - retrain|, KnowMem retain ROUGE-L F1
 WMDP_MIN_TOPIC_ACCURACY = 0.60  # original model, each topic, 4 choices
 
 
@@ -37,15 +39,15 @@ def comparison(probe: str, target: str, oracle: str) -> dict[str, str]:
 
 
 def knowmem_score(model: Any, tokenizer: Any, data: Path, split: str, max_new_tokens: int) -> float:
-    """KnowMem ROUGE-L F1 x100 on forget_qa or retain_qa."""
+    """KnowMem ROUGE-L F1 on forget_qa or retain_qa."""
     rows = knowmem(model, tokenizer, data, split, max_new_tokens, batch_size=32)
-    return 100 * mean([x["rouge_l_f1"] for x in rows])
+    return mean([x["rouge_l_f1"] for x in rows])
 
 
 def verbmem_score(model: Any, tokenizer: Any, data: Path, max_new_tokens: int) -> float:
-    """VerbMem ROUGE-L F1 x100: continuation vs the ground truth cut to as many tokens."""
+    """VerbMem ROUGE-L F1: continuation vs the ground truth cut to as many tokens."""
     rows = verbmem(model, tokenizer, data, max_new_tokens, batch_size=32)
-    return 100 * mean([x["rouge_l_f1"] for x in rows])
+    return mean([x["rouge_l_f1"] for x in rows])
 
 
 def probe_muse(data: Path, models: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,11 +64,11 @@ def probe_muse(data: Path, models: Path, settings: Mapping[str, Any]) -> dict[st
         }
     forget_gap = scores["target"]["knowmem_forget"] - scores["retrain"]["knowmem_forget"]
     retain_gap = abs(scores["target"]["knowmem_retain"] - scores["retrain"]["knowmem_retain"])
+    forget_min = catalog.shown("knowmem_forget", MUSE_MIN_FORGET_GAP)
+    retain_max = catalog.shown("knowmem_retain", MUSE_MAX_RETAIN_GAP)
     checks = {
-        f"knowmem_forget: target - retrain >= {MUSE_MIN_FORGET_GAP}": forget_gap
-        >= MUSE_MIN_FORGET_GAP,
-        f"knowmem_retain: |target - retrain| <= {MUSE_MAX_RETAIN_GAP}": retain_gap
-        <= MUSE_MAX_RETAIN_GAP,
+        f"knowmem_forget: target - retrain >= {forget_min:g}": forget_gap >= MUSE_MIN_FORGET_GAP,
+        f"knowmem_retain: |target - retrain| <= {retain_max:g}": retain_gap <= MUSE_MAX_RETAIN_GAP,
     }
     rows = [comparison(p, "target", "retrain") for p in scores["target"]]
     return {"scores": scores, "rows": rows, "checks": checks}
@@ -79,10 +81,10 @@ def tofu_rouge(
     tokens: int,
     chat: ChatFormat,
 ) -> float:
-    """TOFU ROUGE-L recall (stemmed) x100 of greedy answers to chat-formatted questions."""
+    """TOFU ROUGE-L recall (stemmed) of greedy answers to chat-formatted questions."""
     prompts = [chat_prompt(tokenizer, r["question"], chat) for r in records]
     outputs = greedy_generate(model, tokenizer, prompts, tokens)
-    return 100 * mean_rouge_l([r["answer"] for r in records], outputs, measure="recall", stem=True)
+    return mean_rouge_l([r["answer"] for r in records], outputs, measure="recall", stem=True)
 
 
 def probe_tofu(data: Path, models: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,9 +134,22 @@ PROBES = {"muse": probe_muse, "tofu": probe_tofu, "wmdp": probe_wmdp}  # by benc
 def sanity_step(
     *, benchmark: str, data: Path, models: Path, out: Path, settings: Mapping[str, Any]
 ) -> None:
-    result = {"benchmark": benchmark, **PROBES[bench(benchmark).family](data, models, settings)}
+    probe = PROBES[bench(benchmark).family]
+    result = {
+        "benchmark": benchmark,
+        "format": catalog.RESULT_FORMAT,
+        **probe(data, models, settings),
+    }
     write_json(out, result)
     log.info("%s: %s", benchmark, result["checks"])
+
+
+def shown_score(probe: str, value: float) -> str:
+    """A probe's score as the tables show it: MUSE's probes are catalog metrics (x100, two
+    decimals, as in T1); TOFU's ROUGE and WMDP's accuracies are fractions (three decimals)."""
+    if probe in catalog.METRICS:
+        return f"{catalog.shown(probe, value):.2f}"
+    return f"{value:.3f}"
 
 
 def report_table(results: Sequence[Mapping[str, Any]]) -> str:
@@ -147,9 +162,10 @@ def report_table(results: Sequence[Mapping[str, Any]]) -> str:
         scores = result["scores"]
         for row in result["rows"]:
             target, oracle, probe = row["target"], row["oracle"], row["probe"]
+            shown = {role: shown_score(probe, scores[role][probe]) for role in (target, oracle)}
             lines.append(
-                f"| {result['benchmark']} | {probe} | {target} | {scores[target][probe]:.2f} "
-                f"| {oracle} | {scores[oracle][probe]:.2f} |"
+                f"| {result['benchmark']} | {probe} | {target} | {shown[target]} "
+                f"| {oracle} | {shown[oracle]} |"
             )
     lines.append("")
     for result in results:
@@ -160,6 +176,8 @@ def report_table(results: Sequence[Mapping[str, Any]]) -> str:
 
 def report_step(inputs: Sequence[Path], json_out: Path, markdown_out: Path) -> None:
     results = [read_json(p, made_by="its sanity_<benchmark> rule") for p in inputs]
+    for path, result in zip(inputs, results, strict=True):
+        catalog.check_result_format(result, path, "sanity_<benchmark>")
     table = report_table(results)
     write_json(
         json_out,

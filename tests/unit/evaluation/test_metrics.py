@@ -37,8 +37,8 @@ def test_privleak_direction() -> None:
     """Memorised forget texts (low Min-K%) give AUC 0 and PrivLeak -100, as MUSE's target."""
     assert m.privleak_auc([1.0, 2.0], [3.0, 4.0]) == 0.0
     assert m.privleak_auc([3.0, 4.0], [1.0, 2.0]) == 1.0
-    assert m.privleak(0.0, 0.5) == pytest.approx(-100.0)
-    assert m.privleak(0.6, 0.5) == pytest.approx(20.0)
+    assert m.privleak(0.0, 0.5) == pytest.approx(-1.0)  # a fraction; T1 shows it x100 (%)
+    assert m.privleak(0.6, 0.5) == pytest.approx(0.2)
     assert m.privleak(0.4772, 0.4772) == 0.0
 
 
@@ -168,8 +168,8 @@ def test_privleak_uses_the_published_retrain_auc_and_keeps_the_own_one_beside(
     own = evaluate_muse(tiny_model, tokenizer, data, settings, 0.6)["metrics"]
     paper = evaluate_muse(tiny_model, tokenizer, data, settings, 0.6, 0.4772)["metrics"]
     auc = paper["privleak_auc"]
-    assert paper["privleak"] == pytest.approx((auc - 0.4772) / 0.4772 * 100)
-    assert paper["privleak_own_retrain"] == pytest.approx((auc - 0.6) / 0.6 * 100)
+    assert paper["privleak"] == pytest.approx((auc - 0.4772) / 0.4772)
+    assert paper["privleak_own_retrain"] == pytest.approx((auc - 0.6) / 0.6)
     assert own["privleak"] == paper["privleak_own_retrain"] and "own_auc_retrain" not in own
 
 
@@ -192,7 +192,7 @@ def test_the_mia_suite_agrees_with_privleak_and_needs_the_oracles_aucs(
     aucs = {name: 0.5 for name in oracle["mia"]}
     row = evaluate_muse(tiny_model, tokenizer, data, settings, 0.5, None, aucs)
     ppl = row["mia"]["PPL"]
-    assert row["metrics"]["privleak_ppl"] == pytest.approx((ppl["auc"] - 0.5) / 0.5 * 100)
+    assert row["metrics"]["privleak_ppl"] == pytest.approx((ppl["auc"] - 0.5) / 0.5)
     without = evaluate_muse(tiny_model, tokenizer, data, settings, 0.5, None, None)
     assert without["metrics"]["privleak_ppl"] is None  # an oracle without the suite: no gap
 

@@ -18,7 +18,8 @@ from bilevel_unlearning.report.fig_trajectories import plot_trajectories
 from bilevel_unlearning.report.style import display, method_colours
 
 MUSE = {
-    # row: (verbmem_forget, knowmem_forget, privleak, knowmem_retain)
+    # row: (verbmem_forget, knowmem_forget, privleak, knowmem_retain) as T1 shows them (x100);
+    # result JSONs hold fractions
     "target": (40.0, 90.0, -100.0, 90.0),
     "retrain": (20.0, 15.0, 0.0, 85.0),
     "npo": (10.0, 5.0, 30.0, 40.0),
@@ -32,7 +33,7 @@ def muse_record(row: str, epoch: int, values: tuple[float, ...], benchmark: str 
         "benchmark": benchmark,
         "run": row,
         "epoch": epoch,
-        "metrics": dict(zip(names, values, strict=True)),
+        "metrics": {name: value / 100 for name, value in zip(names, values, strict=True)},
     }
 
 
@@ -47,7 +48,7 @@ def test_muse_table_values_and_best_marks(muse_results: dict) -> None:
     table = tables.muse_table(muse_results, rows, {"muse_news": 1})
     assert table.rows == ("target", "retrain", "npo", "blur_npo")
     verbmem, _, privleak, knowmem_r = table.columns
-    assert table.values[("blur_npo", privleak)] == -5.0
+    assert table.values[("blur_npo", privleak)] == pytest.approx(-5.0)
     assert tables.best_rows(table, verbmem) == {"npo"}  # lower is better
     assert tables.best_rows(table, privleak) == {"blur_npo"}  # |-5| < |30|: closer to 0
     assert tables.best_rows(table, knowmem_r) == {"blur_npo"}  # higher is better
@@ -59,7 +60,7 @@ def test_muse_table_values_and_best_marks(muse_results: dict) -> None:
     assert r"\textbf{-5.0}" in latex and r"$\rightarrow 0$" in latex
     rows = list(csv.reader(io.StringIO(tables.to_csv(table))))
     assert rows[0][0] == "row" and rows[4][0] == "blur_npo"
-    assert [float(x) for x in rows[4][1:]] == list(MUSE["blur_npo"])
+    assert [float(x) for x in rows[4][1:]] == pytest.approx(MUSE["blur_npo"])
 
 
 def test_missing_result_shows_a_dash_and_both_corpora_sit_side_by_side(muse_results) -> None:
@@ -133,9 +134,9 @@ def test_tofu_table_reads_each_split_row_at_the_epoch_table_rows_names() -> None
 
 
 def test_tofu_quality_in_scientific_notation() -> None:
-    assert tables.formatted(2.96e-13, 1.0, 3) == "2.96e-13"
-    assert tables.formatted(0.14, 1.0, 3) == "0.140"
-    assert tables.formatted(0.25, 100.0, 1) == "25.0"
+    assert tables.formatted(2.96e-13, 3) == "2.96e-13"
+    assert tables.formatted(0.14, 3) == "0.140"
+    assert tables.formatted(25.0, 1) == "25.0"
 
 
 def is_png(path: Path) -> bool:
@@ -248,6 +249,7 @@ def attacked(row: str, epoch: int, attack: str, metrics: dict, benchmark: str) -
         "run": row,
         "epoch": epoch,
         "attack": attack,
+        "format": catalog.RESULT_FORMAT,
         "metrics": metrics,
     }
 
@@ -276,8 +278,10 @@ def test_robustness_table_reports_what_each_attack_recovered(robustness_results:
     header = ["row", "none", "relearn_s4", "recovered:relearn_s4", "quantize_int4"]
     assert list(parsed[0])[:5] == header
     rmu = {r["row"]: r for r in parsed}["wmdp:rmu:wmdp_bio_acc"]
-    assert float(rmu["recovered:relearn_s4"]) == pytest.approx(0.25)
-    assert float(rmu["recovered:quantize_int4"]) == pytest.approx(0.10)
+    # the CSV holds what the table shows: accuracies x100, as T2
+    assert float(rmu["relearn_s4"]) == pytest.approx(55.0)
+    assert float(rmu["recovered:relearn_s4"]) == pytest.approx(25.0)
+    assert float(rmu["recovered:quantize_int4"]) == pytest.approx(10.0)
     markdown = tables.to_markdown(table)
     # x100 as in T2, no best marks across rows of different metrics, references in italics
     assert "| WMDP · RMU · WMDP-Bio ↓ | 30.0 | 55.0 | 25.0 | 40.0 | 10.0 |" in markdown
@@ -318,3 +322,14 @@ def test_relearning_figure(robustness_results: dict, tmp_path: Path) -> None:
         plot_relearning(
             robustness_results, rows, {"wmdp": []}, {"wmdp": [4]}, ["bio"], colours, tmp_path / "f5"
         )
+
+
+def test_a_result_of_an_older_format_is_refused_not_read_100_times_too_big(
+    tmp_path: Path,
+) -> None:
+    old = muse_record("target", 0, (40.0, 90.0, -100.0, 90.0))
+    old["metrics"] = {name: value * 100 for name, value in old["metrics"].items()}  # format 1
+    path = tmp_path / "epoch_0.json"
+    path.write_text(json.dumps({k: v for k, v in old.items() if k != "format"}))
+    with pytest.raises(ValueError, match=r"epoch_0\.json: its metrics are in result format 1"):
+        tables.load_results([path])

@@ -1,0 +1,192 @@
+"""Which result files and settings feed each table and figure of the report: pure functions
+of the config, shared by workflow/rules/report.smk (a rule per job, its inputs and params) and
+tested without running Snakemake. Torch-free: the workflow plans with it.
+
+A job's inputs are evaluations named by `runs` (table_rows, sweep_points, attacked_rows) and
+step logs; its settings are what the builder in report/run.py reads besides them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bilevel_unlearning.benchmarks import benchmark as bench
+from bilevel_unlearning.metric_catalog import PAPER_TABLES
+from bilevel_unlearning.runs import (
+    NO_ATTACK,
+    attack_kind,
+    attack_names,
+    attacked_benchmarks,
+    attacked_rows,
+    eval_path,
+    reference_models,
+    relearn_steps,
+    sweep_points,
+    table_epoch,
+    table_rows,
+)
+
+# Beyond the paper, their own part (target `robustness`, manifest and comparison of their own)
+ROBUSTNESS_OUTPUTS = ("table_4_robustness", "figure_5_relearning")
+PARTS = ("paper", "robustness")
+
+
+@dataclass(frozen=True)
+class ReportJob:
+    inputs: list[str]  # result files: evaluations, step logs
+    settings: dict[str, Any]  # what the builder reads besides them (a JSON parameter)
+    category: str  # the Snakemake report's category
+    modules: tuple[str, ...] = field(default=())  # a figure's own plotting modules
+
+
+def _evals(config: Mapping[str, Any], benchmark: str, rows: Sequence[tuple[str, int]]) -> list[str]:
+    return [eval_path(config["results_dir"], benchmark, row, epoch) for row, epoch in rows]
+
+
+def _references(config: Mapping[str, Any], benchmark: str) -> list[tuple[str, int]]:
+    return [(ref, 0) for ref in reference_models(config, benchmark)]
+
+
+def row_suffix(config: Mapping[str, Any], benchmark: str) -> str:
+    """What a one-split figure appends to a method's name: TOFU's first forget split."""
+    return f"-{config['tofu']['forget_splits'][0]}" if bench(benchmark).per_split else ""
+
+
+# ------------------------------------------------------------------------------------ tables
+
+
+def table_settings(config: Mapping[str, Any], benchmarks: Sequence[str]) -> dict[str, Any]:
+    """What a paper table reads: each benchmark's (row, epoch) evaluations (runs.table_rows)
+    and table epoch, with the WMDP topics or TOFU splits where a benchmark has them."""
+    settings: dict[str, Any] = {
+        "rows": {b: table_rows(config, b) for b in benchmarks},
+        "epochs": {b: table_epoch(config, b) for b in benchmarks},
+    }
+    if any(bench(b).topics for b in benchmarks):
+        settings["topics"] = config["wmdp"]["topics"]
+    if any(bench(b).per_split for b in benchmarks):
+        settings["splits"] = config["tofu"]["forget_splits"]
+    return settings
+
+
+def robustness_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What T4 and F5 read: the attacked (row, epoch) of each benchmark and its reference rows."""
+    attacked = attacked_benchmarks(config)
+    return {
+        "rows": {b: attacked_rows(config, b) for b in attacked},
+        "references": {b: list(reference_models(config, b)) for b in attacked},
+        "topics": config["wmdp"]["topics"],
+    }
+
+
+def robustness_inputs(config: Mapping[str, Any], kinds: Sequence[str]) -> list[str]:
+    """Every attacked row's evaluation without attack and after each of its benchmark's
+    attacks of these kinds (relearn, quantize)."""
+    return [
+        eval_path(config["results_dir"], b, row, epoch, attack)
+        for b in attacked_benchmarks(config)
+        for row, epoch in attacked_rows(config, b)
+        for attack in [NO_ATTACK, *attack_names(config, b)]
+        if attack == NO_ATTACK or attack_kind(attack) in kinds
+    ]
+
+
+def table_jobs(config: Mapping[str, Any]) -> dict[str, ReportJob]:
+    """The tables of this config: each paper table over its family's configured benchmarks
+    (metric_catalog.PAPER_TABLES), and T4 where anything is attacked."""
+    jobs = {}
+    for name, (family, category) in PAPER_TABLES.items():
+        members = [b for b in config["benchmarks"] if bench(b).family == family]
+        if members:
+            settings = table_settings(config, members)
+            inputs = [f for b, rows in settings["rows"].items() for f in _evals(config, b, rows)]
+            jobs[name] = ReportJob(inputs, settings, category)
+    if attacked_benchmarks(config):
+        settings = {**robustness_settings(config), "attacks": attack_names(config)}
+        inputs = robustness_inputs(config, ("relearn", "quantize"))
+        jobs["table_4_robustness"] = ReportJob(inputs, settings, "Robustness")
+    return jobs
+
+
+# ----------------------------------------------------------------------------------- figures
+
+
+def figure_jobs(config: Mapping[str, Any]) -> dict[str, ReportJob]:
+    """The figures the config's `figures` section and attacks ask for, each with the methods'
+    colours fixed by the config's whole method list (all_methods)."""
+    figures, benchmarks = config.get("figures", {}), config["benchmarks"]
+    jobs: dict[str, ReportJob] = {}
+    geometry = figures.get("geometry")
+    if geometry and geometry["benchmark"] in benchmarks:
+        folder = f"{config['results_dir']}/{geometry['benchmark']}/unlearn"
+        logs = [f"{folder}/{m}/train_log.jsonl" for m in geometry["methods"]]
+        settings = {"methods": geometry["methods"]}
+        jobs["figure_1_geometry"] = ReportJob(
+            logs, settings, "Gradient geometry", ("fig_geometry.py",)
+        )
+    ablation = figures.get("ablation")
+    if ablation in benchmarks and sweep_points(config, ablation):
+        points, epoch = sweep_points(config, ablation), table_epoch(config, ablation)
+        runs = sorted({run for _, _, run in points})
+        inputs = _evals(
+            config, ablation, _references(config, ablation) + [(r, epoch) for r in runs]
+        )
+        settings = {"benchmark": ablation, "epoch": epoch, "points": points}
+        jobs["figure_2_gamma"] = ReportJob(inputs, settings, "Ablation", ("fig_gamma.py",))
+        modules = ("fig_gamma.py", "fig_tradeoff.py")
+        jobs["figure_3_tradeoff"] = ReportJob(inputs, settings, "Ablation", modules)
+    trajectories = figures.get("trajectories")
+    if trajectories in benchmarks:
+        epochs = config["evaluate"][trajectories]["epochs"]
+        methods = config["unlearn"][trajectories]["methods"]
+        suffix = row_suffix(config, trajectories)  # one row per split (TOFU): the first split
+        rows = [(m + suffix, e) for m in methods for e in epochs]
+        inputs = _evals(config, trajectories, _references(config, trajectories) + rows)
+        settings = {"benchmark": trajectories, "methods": methods, "epochs": sorted(epochs)}
+        settings.update({"suffix": suffix} if suffix else {})
+        modules = ("fig_trajectories.py",)
+        jobs["figure_4_trajectories"] = ReportJob(inputs, settings, "Trajectories", modules)
+    if any(attack_kind(a) == "relearn" for a in attack_names(config)):
+        steps = {b: relearn_steps(config, b) for b in attacked_benchmarks(config)}
+        settings = {**robustness_settings(config), "steps": steps}
+        inputs = robustness_inputs(config, ("relearn",))
+        modules = ("fig_relearning.py",)
+        jobs["figure_5_relearning"] = ReportJob(inputs, settings, "Robustness", modules)
+    all_methods = list(config["methods"])
+    return {
+        name: ReportJob(
+            job.inputs, {**job.settings, "all_methods": all_methods}, job.category, job.modules
+        )
+        for name, job in jobs.items()
+    }
+
+
+# ------------------------------------------------------------------------------------- parts
+
+
+def part_of(name: str) -> str:
+    """paper, or robustness for T4 and F5 (beyond the paper, their own target)."""
+    return "robustness" if name in ROBUSTNESS_OUTPUTS else "paper"
+
+
+def part_tables(tables: Mapping[str, ReportJob], part: str) -> list[str]:
+    return [name for name in tables if part_of(name) == part]
+
+
+def part_outputs(
+    tables: Mapping[str, ReportJob], figures: Mapping[str, ReportJob], part: str
+) -> list[str]:
+    """The files a part writes under paper_figures/ (a table in three forms, a figure in two)."""
+    names = [(t, ("csv", "md", "tex")) for t in part_tables(tables, part)]
+    names += [(f, ("pdf", "png")) for f in figures if part_of(f) == part]
+    return [f"paper_figures/{name}.{x}" for name, suffixes in names for x in suffixes]
+
+
+def part_results(
+    tables: Mapping[str, ReportJob], figures: Mapping[str, ReportJob], part: str
+) -> list[str]:
+    """Every result file a part's tables and figures read (its manifest records each)."""
+    jobs = [job for name, job in {**tables, **figures}.items() if part_of(name) == part]
+    return sorted({f for job in jobs for f in job.inputs})
