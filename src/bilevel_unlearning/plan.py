@@ -642,3 +642,24 @@ def config_jobs(
                 }
             )
     return jobs
+
+
+def config_plan(config: Mapping[str, Any], gpus: Mapping[str, tuple[int, str]]) -> str:
+    """The GPU plan of a config's unlearning runs (`snakemake plan`): gpus maps a benchmark to
+    (GPUs per run, where that number comes from); forget sets are counted in the results
+    folder where downloaded, else taken from published sizes."""
+    notes = [f"{b}: {n} GPU(s) per run, from {origin}." for b, (n, origin) in gpus.items()]
+    bio = config["wmdp"].get("bio_forget_file")
+    results = config["results_dir"]
+    per_benchmark = {b: n for b, (n, _) in gpus.items()}
+    jobs = config_jobs(config, per_benchmark, Path(results), Path(bio) if bio else None)
+    if any(job["steps"] is None for job in jobs):
+        notes.append(
+            "runtime ?: the size of a forget set is unknown until it is downloaded (the "
+            "gated WMDP bio corpus: until it is at wmdp.bio_forget_file)."
+        )
+    notes.append(
+        "steps per run: the forget set batched as the unlearning loop does, counted in "
+        f"{results}/<benchmark>/data where present, else published sizes (plan.py)."
+    )
+    return plan_table(jobs, notes)

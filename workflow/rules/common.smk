@@ -1,10 +1,14 @@
-# Shared helpers: config validation (before any job starts), paths, job parameters.
+# Shared helpers: config validation (before any job starts), paths, job parameters. What a
+# stage plans is a pure, tested function of the config in the library (runs, report.jobs,
+# models.recipes, plan); what stays here is the glue that needs Snakemake's own objects
+# (workflow, wildcards, the results folder). `snakemake --lint` asks that rule files define no
+# functions, so the glue of every stage is kept in this one file, by section.
 import hashlib
 import json
 import os
 import re
 import sys
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
@@ -23,7 +27,14 @@ from bilevel_unlearning.metric_catalog import RESULT_FORMAT
 from bilevel_unlearning.report.jobs import figure_jobs, part_tables, table_jobs
 from bilevel_unlearning.report.jobs import part_outputs as _part_outputs
 from bilevel_unlearning.report.jobs import part_results as _part_results
-from bilevel_unlearning.models.recipes import model_roles, role_sources
+from bilevel_unlearning.models.recipes import (
+    base_models,
+    built_models,
+    built_pattern,
+    hub_models,
+    model_roles,
+    role_sources,
+)
 from bilevel_unlearning.runtime import parallel_strategy
 from bilevel_unlearning.runs import (
     NO_ATTACK,
@@ -103,32 +114,8 @@ def model_dirs(benchmark):
     return [f"{RESULTS}/{benchmark}/models/{r}" for r in model_roles(benchmark, config)]
 
 
-def hub_models(benchmark):
-    """Role -> `hub` entry of each model the benchmark needs (source hub)."""
-    return {r: HUB[benchmark]["models"][r] for r in model_roles(benchmark, config)}
-
-
-def base_model_dir(model):
-    """Where the base model a `build_from` entry names is downloaded (shared by every role and
-    benchmark built from it): results/base_models/<owner>--<name>[--<revision>]."""
-    name = "--".join(PurePosixPath(model["build_from"]).parts)
-    if model.get("revision"):
-        revision = re.sub(r"[^A-Za-z0-9._-]", "_", model["revision"])
-        name = f"{name}--{revision}"
-    return f"{RESULTS}/base_models/{name}"
-
-
-def built_models():
-    """(benchmark, role) -> base model folder, for every model fine-tuned from a hub base."""
-    return {
-        (b, role): base_model_dir(model)
-        for b in ([] if MINIATURE else BENCHMARKS)
-        for role, model in hub_models(b).items()
-        if model.get("build_from")
-    }
-
-
-BUILT = built_models()
+# (benchmark, role) -> base model folder of every model fine-tuned here from a hub base
+BUILT = built_models(config)
 
 
 def ancestor_named(path, name):
@@ -267,21 +254,6 @@ def bio_forget_input(wildcards):
         return []
 
 
-# ---------------------------------------------------------------- hub mode (models.smk)
-def finetune_base(wildcards):
-    """The base model a hub role is built from (the download_base_* rule's folder)."""
-    return BUILT[(wildcards.benchmark, wildcards.role)]
-
-
-def built_benchmark_pattern():
-    """Under hub, the benchmark wildcard matches only where its role is built (a lookahead on
-    the rest of the path), so finetune_model and download_model_* never claim the same folder.
-    """
-    return "|".join(
-        f"{re.escape(b)}(?=/models/{re.escape(role)}$)" for b, role in BUILT
-    )
-
-
 # ---------------------------------------------------------------- GPU plan (plan.smk)
 def unlearn_gpus(benchmark):
     """(GPUs, where the number comes from) of a benchmark's unlearning jobs: the `gpus`
@@ -301,24 +273,9 @@ def unlearn_gpus(benchmark):
 
 
 def print_plan():
-    """Print the GPU plan of the config's unlearning runs; returns the text."""
-    from bilevel_unlearning.plan import config_jobs, plan_table
+    """Print the GPU plan of the config's unlearning runs (plan.config_plan); returns it."""
+    from bilevel_unlearning.plan import config_plan
 
-    gpus, notes = {}, []
-    for benchmark in BENCHMARKS:
-        gpus[benchmark], origin = unlearn_gpus(benchmark)
-        notes.append(f"{benchmark}: {gpus[benchmark]} GPU(s) per run, from {origin}.")
-    bio = config["wmdp"].get("bio_forget_file")
-    jobs = config_jobs(config, gpus, Path(RESULTS), Path(bio) if bio else None)
-    if any(job["steps"] is None for job in jobs):
-        notes.append(
-            "runtime ?: the size of a forget set is unknown until it is downloaded (the "
-            "gated WMDP bio corpus: until it is at wmdp.bio_forget_file)."
-        )
-    notes.append(
-        "steps per run: the forget set batched as the unlearning loop does, counted in "
-        f"{RESULTS}/<benchmark>/data where present, else published sizes (plan.py)."
-    )
-    table = plan_table(jobs, notes)
+    table = config_plan(config, {b: unlearn_gpus(b) for b in BENCHMARKS})
     print(table, end="")
     return table

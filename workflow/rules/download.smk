@@ -38,7 +38,7 @@ for _benchmark in [] if MINIATURE else BENCHMARKS:
             " --benchmark {params.benchmark} --datasets '{params.datasets}'"
             " --topics {params.topics} {params.bio} --out {params.out} > {log} 2>&1"
 
-    for _role, _model in hub_models(_benchmark).items():
+    for _role, _model in hub_models(config, _benchmark).items():
         if not _model.get("repo"):
             continue  # built from a base model (models.smk: finetune_model)
 
@@ -70,12 +70,7 @@ for _benchmark in [] if MINIATURE else BENCHMARKS:
 
 
 # The base models that `build_from` entries name, each downloaded once.
-BASE_MODELS = {
-    base_model_dir(model): model
-    for b in ([] if MINIATURE else BENCHMARKS)
-    for model in hub_models(b).values()
-    if model.get("build_from")
-}
+BASE_MODELS = base_models(config)
 
 for _folder, _model in BASE_MODELS.items():
 
@@ -112,7 +107,7 @@ if not MINIATURE:
             [
                 f"{RESULTS}/{b}/models/{role}"
                 for b in BENCHMARKS
-                for role, model in hub_models(b).items()
+                for role, model in hub_models(config, b).items()
                 if model.get("repo")
             ],
             list(BASE_MODELS),

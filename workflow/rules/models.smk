@@ -2,7 +2,7 @@
 # oracle fine-tuned from the base (MUSE's recipe: target on forget + retain, retrain on retain).
 # Under source hub the targets and oracles are downloaded (download.smk), except those with
 # `build_from`: the same finetune_model rule fine-tunes them from the downloaded base model
-# (BUILT, common.smk).
+# (BUILT: models.recipes.built_models).
 if MINIATURE:
 
     rule train_tokenizer:
@@ -65,7 +65,11 @@ if MINIATURE or BUILT:
 
     rule finetune_model:
         input:
-            base=rules.pretrain_base.output if MINIATURE else finetune_base,
+            base=(
+                rules.pretrain_base.output
+                if MINIATURE
+                else lambda w: BUILT[(w.benchmark, w.role)]
+            ),
             corpus=f"{RESULTS}/general/data/corpus.jsonl" if MINIATURE else [],
             sources=lambda w: [
                 f"{RESULTS}/{w.benchmark}/data/{s}"
@@ -78,7 +82,7 @@ if MINIATURE or BUILT:
         benchmark:
             f"{RESULTS}/benchmarks/models/{{benchmark}}_{{role}}.tsv"
         wildcard_constraints:
-            benchmark="|".join(BENCHMARKS) if MINIATURE else built_benchmark_pattern(),
+            benchmark="|".join(BENCHMARKS) if MINIATURE else built_pattern(BUILT),
             role="target|retrain|full|retain[0-9]+|original",
         conda:
             ENV

@@ -2,7 +2,7 @@
 # by component and the runtime (bilevel_unlearning.plan), before anything is submitted. No
 # outputs (it runs every time it is asked for), no network: models are known by their hub ids,
 # forget sets are counted where the data are already there, else taken from published sizes.
-# The functions are in common.smk (print_plan, unlearn_gpus).
+# The plan is bilevel_unlearning.plan.config_plan; common.smk reads each rule's gpus resource.
 
 
 rule plan:

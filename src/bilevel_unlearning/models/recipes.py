@@ -7,7 +7,9 @@ WMDP: original = base on both hazardous topics and the general text (the wikitex
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from bilevel_unlearning.benchmarks import benchmark as bench
@@ -48,6 +50,55 @@ def role_sources(benchmark: str, role: str) -> tuple[str, ...]:
     """Data files (relative to the benchmark's data folder) a role is trained on."""
     spec = bench(benchmark)
     return (f"{role}.jsonl",) if spec.per_split else FIXED_SOURCES[spec.family][role]
+
+
+# ------------------------------------------------------ source hub: downloaded or built here
+
+
+def hub_models(config: Mapping[str, Any], benchmark: str) -> dict[str, Mapping[str, Any]]:
+    """Role -> `hub` entry of each model a benchmark needs (source hub): {repo: ...} is
+    downloaded, {build_from: ...} fine-tuned here from that base model."""
+    return {r: config["hub"][benchmark]["models"][r] for r in model_roles(benchmark, dict(config))}
+
+
+def base_model_dir(results: str, model: Mapping[str, Any]) -> str:
+    """Where the base model a `build_from` entry names is downloaded (shared by every role and
+    benchmark built from it): <results>/base_models/<owner>--<name>[--<revision>]."""
+    name = "--".join(PurePosixPath(model["build_from"]).parts)
+    if model.get("revision"):
+        name += "--" + re.sub(r"[^A-Za-z0-9._-]", "_", model["revision"])
+    return f"{results}/base_models/{name}"
+
+
+def built_models(config: Mapping[str, Any]) -> dict[tuple[str, str], str]:
+    """(benchmark, role) -> base model folder, for every model fine-tuned from a hub base
+    (none under the miniature, whose models are all made here from its own base)."""
+    if config["source"] != "hub":
+        return {}
+    return {
+        (b, role): base_model_dir(config["results_dir"], model)
+        for b in config["benchmarks"]
+        for role, model in hub_models(config, b).items()
+        if model.get("build_from")
+    }
+
+
+def base_models(config: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Base model folder -> the `build_from` entry it is downloaded for (each base once)."""
+    if config["source"] != "hub":
+        return {}
+    return {
+        base_model_dir(config["results_dir"], model): model
+        for b in config["benchmarks"]
+        for model in hub_models(config, b).values()
+        if model.get("build_from")
+    }
+
+
+def built_pattern(built: Mapping[tuple[str, str], str]) -> str:
+    """A benchmark wildcard pattern matching only where a role is built (a lookahead on the
+    rest of the path), so the fine-tuning and download rules never claim the same folder."""
+    return "|".join(f"{re.escape(b)}(?=/models/{re.escape(role)}$)" for b, role in built)
 
 
 def forget_sources(benchmark: str, settings: dict[str, Any]) -> tuple[str, ...]:
