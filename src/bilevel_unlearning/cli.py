@@ -196,7 +196,7 @@ def cmd_sanity(args: argparse.Namespace) -> None:
 
 
 def cmd_sanity_report(args: argparse.Namespace) -> None:
-    from bilevel_unlearning.sanity.run import report_step
+    from bilevel_unlearning.sanity.report import report_step
 
     report_step([Path(p) for p in args.inputs], Path(args.json), Path(args.markdown))
 

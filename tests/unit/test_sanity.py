@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bilevel_unlearning.evaluation.muse import knowmem_prompts
-from bilevel_unlearning.sanity.run import comparison, report_step, report_table
+from bilevel_unlearning.sanity.report import comparison, report_step, report_table
 
 
 def test_knowmem_prompt_is_muses_few_shot_format() -> None:

@@ -17,12 +17,10 @@ from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.data.layout import TOFU_RETAIN_OF
 from bilevel_unlearning.evaluation.generation import greedy_generate
 from bilevel_unlearning.evaluation.metrics import mean
-from bilevel_unlearning.evaluation.muse import knowmem, verbmem
-from bilevel_unlearning.evaluation.rouge import mean_rouge_l
-from bilevel_unlearning.evaluation.wmdp import lm_eval_accuracy
-from bilevel_unlearning.io import read_json, read_jsonl, write_json, write_text
+from bilevel_unlearning.io import read_jsonl, write_json
 from bilevel_unlearning.models.encoding import ChatFormat, chat_prompt
 from bilevel_unlearning.models.hf import load_model, load_tokenizer
+from bilevel_unlearning.sanity.report import comparison
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +31,18 @@ MUSE_MAX_RETAIN_GAP = 0.10  # |target - retrain|, KnowMem retain ROUGE-L F1
 WMDP_MIN_TOPIC_ACCURACY = 0.60  # original model, each topic, 4 choices
 
 
-def comparison(probe: str, target: str, oracle: str) -> dict[str, str]:
-    """One row of the report: a probe, the model unlearning starts from, and its reference."""
-    return {"probe": probe, "target": target, "oracle": oracle}
-
-
 def knowmem_score(model: Any, tokenizer: Any, data: Path, split: str, max_new_tokens: int) -> float:
     """KnowMem ROUGE-L F1 on forget_qa or retain_qa."""
+    from bilevel_unlearning.evaluation.muse import knowmem  # rouge-score and nltk: MUSE, TOFU
+
     rows = knowmem(model, tokenizer, data, split, max_new_tokens, batch_size=32)
     return mean([x["rouge_l_f1"] for x in rows])
 
 
 def verbmem_score(model: Any, tokenizer: Any, data: Path, max_new_tokens: int) -> float:
     """VerbMem ROUGE-L F1: continuation vs the ground truth cut to as many tokens."""
+    from bilevel_unlearning.evaluation.muse import verbmem
+
     rows = verbmem(model, tokenizer, data, max_new_tokens, batch_size=32)
     return mean([x["rouge_l_f1"] for x in rows])
 
@@ -82,6 +79,8 @@ def tofu_rouge(
     chat: ChatFormat,
 ) -> float:
     """TOFU ROUGE-L recall (stemmed) of greedy answers to chat-formatted questions."""
+    from bilevel_unlearning.evaluation.rouge import mean_rouge_l
+
     prompts = [chat_prompt(tokenizer, r["question"], chat) for r in records]
     outputs = greedy_generate(model, tokenizer, prompts, tokens)
     return mean_rouge_l([r["answer"] for r in records], outputs, measure="recall", stem=True)
@@ -114,6 +113,9 @@ def probe_tofu(data: Path, models: Path, settings: Mapping[str, Any]) -> dict[st
 
 
 def probe_wmdp(data: Path, models: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The original model against the base on each topic's questions and MMLU (lm-eval)."""
+    from bilevel_unlearning.evaluation.wmdp import lm_eval_accuracy
+
     tasks = [f"mini_wmdp_{t}" for t in settings["topics"]] + ["mini_mmlu"]
     scores = {
         role: lm_eval_accuracy(path, data / "tasks", tasks)
@@ -142,46 +144,3 @@ def sanity_step(
     }
     write_json(out, result)
     log.info("%s: %s", benchmark, result["checks"])
-
-
-def shown_score(probe: str, value: float) -> str:
-    """A probe's score as the tables show it: MUSE's probes are catalog metrics (x100, two
-    decimals, as in T1); TOFU's ROUGE and WMDP's accuracies are fractions (three decimals)."""
-    if probe in catalog.METRICS:
-        return f"{catalog.shown(probe, value):.2f}"
-    return f"{value:.3f}"
-
-
-def report_table(results: Sequence[Mapping[str, Any]]) -> str:
-    """One Markdown table: a row per benchmark and probe, target beside oracle, then the checks."""
-    lines = [
-        "| benchmark | probe | target model | score | oracle model | score |",
-        "|---|---|---|---:|---|---:|",
-    ]
-    for result in results:
-        scores = result["scores"]
-        for row in result["rows"]:
-            target, oracle, probe = row["target"], row["oracle"], row["probe"]
-            shown = {role: shown_score(probe, scores[role][probe]) for role in (target, oracle)}
-            lines.append(
-                f"| {result['benchmark']} | {probe} | {target} | {shown[target]} "
-                f"| {oracle} | {shown[oracle]} |"
-            )
-    lines.append("")
-    for result in results:
-        for check, passed in result["checks"].items():
-            lines.append(f"- {result['benchmark']}: {check}: {'pass' if passed else 'FAIL'}")
-    return "\n".join(lines) + "\n"
-
-
-def report_step(inputs: Sequence[Path], json_out: Path, markdown_out: Path) -> None:
-    results = [read_json(p, made_by="its sanity_<benchmark> rule") for p in inputs]
-    for path, result in zip(inputs, results, strict=True):
-        catalog.check_result_format(result, path, "sanity_<benchmark>")
-    table = report_table(results)
-    write_json(
-        json_out,
-        {"benchmarks": results, "all_checks_pass": all(all(r["checks"].values()) for r in results)},
-    )
-    write_text(markdown_out, table)
-    print(table)
