@@ -206,13 +206,16 @@ class Unlearner:
             self.accelerator.num_processes,
             self.settings.micro_batch_size,
         )
-        trainable = {id(p) for p in self.objective.trainable(self.model)}
+        chosen = {id(p) for p in self.objective.trainable(self.model)}
         if self.sharded:  # shard where the weights were loaded (the CPU): only shards move
             self._shard()
-            trainable = {id(p) for p in self.model.parameters() if p.requires_grad}
+            chosen = {id(p) for p in self.model.parameters() if p.requires_grad}
+        # by name: a move may replace the parameter objects (CPU to meta does), and a freed
+        # object's id can be taken by another, so ids held across it could pick wrong ones
+        trainable = {name for name, p in self.model.named_parameters() if id(p) in chosen}
         self.model.to(self.device)
         self.objective.to(self.device)
-        self.params = [p for p in self.model.parameters() if id(p) in trainable]
+        self.params = [p for name, p in self.model.named_parameters() if name in trainable]
         self.optimizer = torch.optim.AdamW(
             self.params, lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
         )

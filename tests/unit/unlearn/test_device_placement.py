@@ -69,6 +69,11 @@ def test_one_unlearning_step_keeps_every_tensor_on_the_compute_device(
 ) -> None:
     unlearner = meta_unlearner(name, tmp_path)
     assert all(p.is_meta for p in unlearner.model.parameters())
+    # the parameters that move are the moved model's own: RMU's chosen down_proj weights only
+    assert all(p.is_meta and p.requires_grad for p in unlearner.params)
+    rmu = unlearner.objective.forget == "rmu"
+    count = len(unlearner.objective.rmu_layers(unlearner.model)) if rmu else None
+    assert len(unlearner.params) == (count or len(list(unlearner.model.parameters())))
     with DeviceGuard() as guard:
         group = unlearner._epoch_steps(1)[0]
         assert len(group) == 2, "micro-batch 2 of a global batch 4: two accumulation steps"
