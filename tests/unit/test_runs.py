@@ -222,3 +222,13 @@ def test_table_rows_are_the_references_and_each_method_at_its_table_epoch(config
     tofu = table_rows(config, "tofu")
     assert ("npo-forget05", 2) in tofu and ("npo-forget10", 2) in tofu
     assert len(tofu) == 2 * 2 + 5 * 2  # full and retain per split, 5 methods per split
+
+
+def test_attack_names_are_made_and_read_back_in_one_place() -> None:
+    from bilevel_unlearning.runs import attack_kind, attack_name, attack_size
+
+    for kind, size in (("relearn", 8), ("relearn", 150), ("quantize", 4)):
+        name = attack_name(kind, size)
+        assert (attack_kind(name), attack_size(name)) == (kind, size)
+    assert attack_name("relearn", 8) == "relearn_s8"
+    assert attack_name("quantize", 4) == "quantize_int4"

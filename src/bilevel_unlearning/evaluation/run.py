@@ -84,6 +84,7 @@ def run_tofu(
     source: str,
     oracle: Any,
 ) -> dict[str, Any]:
+    """TOFU's evaluator on one forget split, against its retain oracle's truth ratios."""
     from bilevel_unlearning.evaluation.tofu import evaluate_tofu
 
     model, tokenizer = load_model(model_dir, precision), load_tokenizer(model_dir)
