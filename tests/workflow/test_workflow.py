@@ -379,6 +379,22 @@ def test_editing_one_figure_code_reruns_only_that_figure(tiny_run: Path) -> None
         code.write_bytes(original)
     plan = snakemake(tiny_run, "--dry-run", "paper_figures/figure_2_gamma.pdf")
     assert "Nothing to be done" in plan.stdout + plan.stderr
+    # the metric catalog (scales, digits) is code of every table and figure, and of nothing else
+    import bilevel_unlearning.metric_catalog as catalog
+
+    code = Path(catalog.__file__)
+    original = code.read_bytes()
+    try:
+        code.write_bytes(original + b"\n# edited\n")
+        result = snakemake(tiny_run, "--dry-run")
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-3000:]
+        jobs = planned_jobs(output)
+    finally:
+        code.write_bytes(original)
+    paper = {name for name in jobs if name.startswith(("table_", "figure_"))}
+    assert paper >= {"table_1_muse", "table_2_wmdp", "table_3_tofu", "figure_4_trajectories"}
+    assert not any(name.startswith(("evaluate_", "unlearn_", "attack_")) for name in jobs)
 
 
 def kill_after_first_checkpoint(workdir: Path, run: Path) -> None:

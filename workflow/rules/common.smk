@@ -207,9 +207,11 @@ REPORT_CODE = Path(bilevel_unlearning.__file__).parent / "report"
 
 
 def report_code(*modules):
-    """A report's code files: its own modules and those every report shares."""
+    """A report's code files: its own modules and those every report shares, the metric
+    catalog included (a metric's scale or digits changes what every table shows)."""
     shared = ("run.py", "figures.py", "style.py", "tables.py")
-    return [str(REPORT_CODE / m) for m in (*shared, *modules)]
+    catalog = str(REPORT_CODE.parent / "metric_catalog.py")
+    return [str(REPORT_CODE / m) for m in (*shared, *modules)] + [catalog]
 
 
 def part_outputs(part):
