@@ -9,7 +9,7 @@ step logs; its settings are what the builder in report/run.py reads besides them
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bilevel_unlearning.benchmarks import benchmark as bench
@@ -113,54 +113,73 @@ def table_jobs(config: Mapping[str, Any]) -> dict[str, ReportJob]:
 # ----------------------------------------------------------------------------------- figures
 
 
+def geometry_jobs(
+    config: Mapping[str, Any], entry: Mapping[str, Any] | None
+) -> dict[str, ReportJob]:
+    """F1 reads the step logs of the chosen methods' runs."""
+    if not entry or entry["benchmark"] not in config["benchmarks"]:
+        return {}
+    folder = f"{config['results_dir']}/{entry['benchmark']}/unlearn"
+    logs = [f"{folder}/{m}/train_log.jsonl" for m in entry["methods"]]
+    job = ReportJob(logs, {"methods": entry["methods"]}, "Gradient geometry", ("fig_geometry.py",))
+    return {"figure_1_geometry": job}
+
+
+def ablation_jobs(config: Mapping[str, Any], benchmark: str | None) -> dict[str, ReportJob]:
+    """F2 and F3 read the gamma sweep's runs at the table epoch, and the reference models."""
+    if benchmark not in config["benchmarks"] or not sweep_points(config, benchmark):
+        return {}
+    points, epoch = sweep_points(config, benchmark), table_epoch(config, benchmark)
+    runs = [(run, epoch) for run in sorted({run for _, _, run in points})]
+    inputs = _evals(config, benchmark, _references(config, benchmark) + runs)
+    settings = {"benchmark": benchmark, "epoch": epoch, "points": points}
+    return {
+        "figure_2_gamma": ReportJob(inputs, settings, "Ablation", ("fig_gamma.py",)),
+        "figure_3_tradeoff": ReportJob(
+            inputs, settings, "Ablation", ("fig_gamma.py", "fig_tradeoff.py")
+        ),
+    }
+
+
+def trajectories_jobs(config: Mapping[str, Any], benchmark: str | None) -> dict[str, ReportJob]:
+    """F4 reads every evaluated epoch of the benchmark's methods (TOFU: its first split)."""
+    if benchmark not in config["benchmarks"]:
+        return {}
+    epochs = config["evaluate"][benchmark]["epochs"]
+    methods = config["unlearn"][benchmark]["methods"]
+    suffix = row_suffix(config, benchmark)
+    rows = [(m + suffix, e) for m in methods for e in epochs]
+    inputs = _evals(config, benchmark, _references(config, benchmark) + rows)
+    settings = {"benchmark": benchmark, "methods": methods, "epochs": sorted(epochs)}
+    settings.update({"suffix": suffix} if suffix else {})
+    job = ReportJob(inputs, settings, "Trajectories", ("fig_trajectories.py",))
+    return {"figure_4_trajectories": job}
+
+
+def relearning_jobs(config: Mapping[str, Any]) -> dict[str, ReportJob]:
+    """F5 reads every attacked row without attack and after each relearning length."""
+    if not any(attack_kind(a) == "relearn" for a in attack_names(config)):
+        return {}
+    steps = {b: relearn_steps(config, b) for b in attacked_benchmarks(config)}
+    settings = {**robustness_settings(config), "steps": steps}
+    inputs = robustness_inputs(config, ("relearn",))
+    return {
+        "figure_5_relearning": ReportJob(inputs, settings, "Robustness", ("fig_relearning.py",))
+    }
+
+
 def figure_jobs(config: Mapping[str, Any]) -> dict[str, ReportJob]:
     """The figures the config's `figures` section and attacks ask for, each with the methods'
     colours fixed by the config's whole method list (all_methods)."""
-    figures, benchmarks = config.get("figures", {}), config["benchmarks"]
-    jobs: dict[str, ReportJob] = {}
-    geometry = figures.get("geometry")
-    if geometry and geometry["benchmark"] in benchmarks:
-        folder = f"{config['results_dir']}/{geometry['benchmark']}/unlearn"
-        logs = [f"{folder}/{m}/train_log.jsonl" for m in geometry["methods"]]
-        settings = {"methods": geometry["methods"]}
-        jobs["figure_1_geometry"] = ReportJob(
-            logs, settings, "Gradient geometry", ("fig_geometry.py",)
-        )
-    ablation = figures.get("ablation")
-    if ablation in benchmarks and sweep_points(config, ablation):
-        points, epoch = sweep_points(config, ablation), table_epoch(config, ablation)
-        runs = sorted({run for _, _, run in points})
-        inputs = _evals(
-            config, ablation, _references(config, ablation) + [(r, epoch) for r in runs]
-        )
-        settings = {"benchmark": ablation, "epoch": epoch, "points": points}
-        jobs["figure_2_gamma"] = ReportJob(inputs, settings, "Ablation", ("fig_gamma.py",))
-        modules = ("fig_gamma.py", "fig_tradeoff.py")
-        jobs["figure_3_tradeoff"] = ReportJob(inputs, settings, "Ablation", modules)
-    trajectories = figures.get("trajectories")
-    if trajectories in benchmarks:
-        epochs = config["evaluate"][trajectories]["epochs"]
-        methods = config["unlearn"][trajectories]["methods"]
-        suffix = row_suffix(config, trajectories)  # one row per split (TOFU): the first split
-        rows = [(m + suffix, e) for m in methods for e in epochs]
-        inputs = _evals(config, trajectories, _references(config, trajectories) + rows)
-        settings = {"benchmark": trajectories, "methods": methods, "epochs": sorted(epochs)}
-        settings.update({"suffix": suffix} if suffix else {})
-        modules = ("fig_trajectories.py",)
-        jobs["figure_4_trajectories"] = ReportJob(inputs, settings, "Trajectories", modules)
-    if any(attack_kind(a) == "relearn" for a in attack_names(config)):
-        steps = {b: relearn_steps(config, b) for b in attacked_benchmarks(config)}
-        settings = {**robustness_settings(config), "steps": steps}
-        inputs = robustness_inputs(config, ("relearn",))
-        modules = ("fig_relearning.py",)
-        jobs["figure_5_relearning"] = ReportJob(inputs, settings, "Robustness", modules)
-    all_methods = list(config["methods"])
-    return {
-        name: ReportJob(
-            job.inputs, {**job.settings, "all_methods": all_methods}, job.category, job.modules
-        )
-        for name, job in jobs.items()
+    figures = config.get("figures", {})
+    jobs = {
+        **geometry_jobs(config, figures.get("geometry")),
+        **ablation_jobs(config, figures.get("ablation")),
+        **trajectories_jobs(config, figures.get("trajectories")),
+        **relearning_jobs(config),
     }
+    colours = {"all_methods": list(config["methods"])}
+    return {name: replace(job, settings={**job.settings, **colours}) for name, job in jobs.items()}
 
 
 # ------------------------------------------------------------------------------------- parts
