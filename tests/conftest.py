@@ -38,6 +38,18 @@ TINY_ARCHITECTURE = {
 TOKENIZER_VOCAB = 512
 
 
+def shipped_config(*overlays: str) -> dict:
+    """config/config.yaml with each named file of config/ merged over it in turn, as
+    `snakemake --configfile` merges them (not validated)."""
+    import yaml
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for name in overlays:
+        update_config(config, yaml.safe_load((REPO / "config" / name).read_text()))
+    return config
+
+
 def generate_all(root: Path, seed: int = SEED, sizes: dict = SIZES) -> Path:
     """Write every benchmark under root/{benchmark} (the layout of results/{benchmark}/data)."""
     from bilevel_unlearning.data import miniature

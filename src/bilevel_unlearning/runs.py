@@ -134,6 +134,11 @@ def reference_models(config: Mapping[str, Any], benchmark: str) -> dict[str, str
     return refs
 
 
+def reference_rows(config: Mapping[str, Any], benchmark: str) -> list[tuple[str, int]]:
+    """(row, epoch) of the reference models' evaluations: each at epoch 0, before unlearning."""
+    return [(ref, 0) for ref in reference_models(config, benchmark)]
+
+
 def oracle_row(benchmark: str, row: str) -> str | None:
     """The oracle row whose evaluation a row's metrics need (PrivLeak's AUC, TOFU's KS test).
 
@@ -154,7 +159,7 @@ def row_split(benchmark: str, row: str) -> str | None:
 
 def evaluations(config: Mapping[str, Any], benchmark: str) -> list[tuple[str, int]]:
     """(row, epoch) of every evaluation: reference models at 0, runs at the configured epochs."""
-    rows = [(ref, 0) for ref in reference_models(config, benchmark)]
+    rows = reference_rows(config, benchmark)
     epochs = config["evaluate"][benchmark]["epochs"]
     rows += [(run, e) for run in unlearn_runs(config, benchmark) for e in epochs]
     return rows
@@ -185,7 +190,7 @@ def table_rows(config: Mapping[str, Any], benchmark: str) -> list[tuple[str, int
     """(row, epoch) of every evaluation a paper table reads for a benchmark: the reference
     rows at 0, then each listed method (on TOFU per forget split) at its table epoch; never
     the sweep points (figures F2/F3 read those)."""
-    rows = [(ref, 0) for ref in reference_models(config, benchmark)]
+    rows = reference_rows(config, benchmark)
     for method in config["unlearn"][benchmark]["methods"]:
         epoch = table_epoch(config, benchmark, method)
         rows += [(run_name(method, split=split), epoch) for split in _splits(config, benchmark)]

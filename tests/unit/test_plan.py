@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, shipped_config
 
 from bilevel_unlearning import plan
 from bilevel_unlearning.cli import main
@@ -208,12 +208,7 @@ def test_cli_plan_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def paper_config() -> dict:
     """config/paper.yaml merged over config/config.yaml, as `--configfile` merges it."""
-    import yaml
-    from snakemake.utils import update_config
-
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    update_config(config, yaml.safe_load((REPO / "config" / "paper.yaml").read_text()))
-    return config
+    return shipped_config("paper.yaml")
 
 
 def test_one_job_per_unlearning_run_with_the_benchmarks_gpus() -> None:

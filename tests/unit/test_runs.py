@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, shipped_config
 
 from bilevel_unlearning.runs import (
     attack_names,
@@ -108,11 +108,7 @@ def test_reference_rows_and_oracles(config: dict) -> None:
 
 @pytest.fixture(scope="module")
 def paper() -> dict:
-    from snakemake.utils import update_config
-
-    merged = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    update_config(merged, yaml.safe_load((REPO / "config" / "paper.yaml").read_text()))
-    return merged
+    return shipped_config("paper.yaml")
 
 
 def resolved(paper: dict, benchmark: str, run: str) -> tuple[dict, object]:

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -363,35 +364,31 @@ def test_manifest_verifies_and_catches_a_changed_output(tiny_run: Path) -> None:
         table.write_bytes(original)
 
 
-def test_editing_one_figure_code_reruns_only_that_figure(tiny_run: Path) -> None:
-    import bilevel_unlearning.report.fig_trajectories as module
-
+def planned_after_editing(workdir: Path, module: Any) -> dict[str, int]:
+    """The jobs a dry run plans while a module's source carries an edit (Snakemake compares
+    input checksums, so a mere touch is not a change); the source is restored after."""
     code = Path(module.__file__)
     original = code.read_bytes()
     try:
-        # an edit (Snakemake compares input checksums, so a mere touch is not a change)
         code.write_bytes(original + b"\n# edited\n")
-        result = snakemake(tiny_run, "--dry-run")
+        result = snakemake(workdir, "--dry-run")
         output = result.stdout + result.stderr
         assert result.returncode == 0, output[-3000:]
-        assert planned_jobs(output) == {"figure_4_trajectories": 1, "manifest": 1}
+        return planned_jobs(output)
     finally:
         code.write_bytes(original)
+
+
+def test_editing_one_figure_code_reruns_only_that_figure(tiny_run: Path) -> None:
+    import bilevel_unlearning.metric_catalog as catalog
+    import bilevel_unlearning.report.fig_trajectories as module
+
+    jobs = planned_after_editing(tiny_run, module)
+    assert jobs == {"figure_4_trajectories": 1, "manifest": 1}
     plan = snakemake(tiny_run, "--dry-run", "paper_figures/figure_2_gamma.pdf")
     assert "Nothing to be done" in plan.stdout + plan.stderr
     # the metric catalog (scales, digits) is code of every table and figure, and of nothing else
-    import bilevel_unlearning.metric_catalog as catalog
-
-    code = Path(catalog.__file__)
-    original = code.read_bytes()
-    try:
-        code.write_bytes(original + b"\n# edited\n")
-        result = snakemake(tiny_run, "--dry-run")
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, output[-3000:]
-        jobs = planned_jobs(output)
-    finally:
-        code.write_bytes(original)
+    jobs = planned_after_editing(tiny_run, catalog)
     paper = {name for name in jobs if name.startswith(("table_", "figure_"))}
     assert paper >= {"table_1_muse", "table_2_wmdp", "table_3_tofu", "figure_4_trajectories"}
     assert not any(name.startswith(("evaluate_", "unlearn_", "attack_")) for name in jobs)

@@ -57,53 +57,47 @@ def tofu_oracle(oracle: Mapping[str, Any]) -> Any:
     return [x["truth_ratio"] for x in oracle["items"]["forget"]]
 
 
-def run_muse(
-    benchmark: str,
-    model_dir: Path,
-    data: Path,
-    settings: Mapping,
-    precision: str,
-    source: str,
-    oracle: Any,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EvalJob:
+    """One evaluation's inputs, as every family's evaluator receives them."""
+
+    benchmark: str
+    model_dir: Path
+    data: Path
+    settings: Mapping[str, Any]
+    precision: str
+    source: str  # miniature | hub
+    oracle: Any  # what the oracle's evaluation contributes (oracle_statistic); None: nothing
+
+    def model_and_tokenizer(self) -> tuple[Any, Any]:
+        return load_model(self.model_dir, self.precision), load_tokenizer(self.model_dir)
+
+
+def run_muse(job: EvalJob) -> dict[str, Any]:
     """MUSE's evaluator (rouge-score and its nltk: imported only by MUSE and TOFU jobs)."""
     from bilevel_unlearning.evaluation.muse import PUBLISHED_AUC_RETRAIN, evaluate_muse
 
-    model, tokenizer = load_model(model_dir, precision), load_tokenizer(model_dir)
-    published = PUBLISHED_AUC_RETRAIN[benchmark] if source == "hub" else None
-    auc, mia = oracle if oracle is not None else (None, None)
-    return evaluate_muse(model, tokenizer, data, settings, auc, published, mia)
+    model, tokenizer = job.model_and_tokenizer()
+    published = PUBLISHED_AUC_RETRAIN[job.benchmark] if job.source == "hub" else None
+    auc, mia = job.oracle if job.oracle is not None else (None, None)
+    return evaluate_muse(model, tokenizer, job.data, job.settings, auc, published, mia)
 
 
-def run_tofu(
-    benchmark: str,
-    model_dir: Path,
-    data: Path,
-    settings: Mapping,
-    precision: str,
-    source: str,
-    oracle: Any,
-) -> dict[str, Any]:
+def run_tofu(job: EvalJob) -> dict[str, Any]:
     """TOFU's evaluator on one forget split, against its retain oracle's truth ratios."""
     from bilevel_unlearning.evaluation.tofu import evaluate_tofu
 
-    model, tokenizer = load_model(model_dir, precision), load_tokenizer(model_dir)
-    return evaluate_tofu(model, tokenizer, data, settings["forget_split"], settings, oracle)
+    model, tokenizer = job.model_and_tokenizer()
+    split = job.settings["forget_split"]
+    return evaluate_tofu(model, tokenizer, job.data, split, job.settings, job.oracle)
 
 
-def run_wmdp(
-    benchmark: str,
-    model_dir: Path,
-    data: Path,
-    settings: Mapping,
-    precision: str,
-    source: str,
-    oracle: Any,
-) -> dict[str, Any]:
+def run_wmdp(job: EvalJob) -> dict[str, Any]:
     """lm-eval on the topics' question sets and MMLU (lm-eval: imported only by WMDP jobs)."""
     from bilevel_unlearning.evaluation.wmdp import evaluate_wmdp
 
-    return evaluate_wmdp(model_dir, data, settings, precision, source == "miniature")
+    miniature = job.source == "miniature"
+    return evaluate_wmdp(job.model_dir, job.data, job.settings, job.precision, miniature)
 
 
 @dataclass(frozen=True)
@@ -113,7 +107,7 @@ class Evaluator:
 
     files: Callable[[Mapping[str, Any]], list[str]]
     oracle: Callable[[Mapping[str, Any]], Any] | None
-    run: Callable[..., dict[str, Any]]
+    run: Callable[[EvalJob], dict[str, Any]]
 
 
 EVALUATORS = {
@@ -166,9 +160,8 @@ def evaluate_step(
     torch.manual_seed(seed)
     files = benchmark_files(benchmark, data, settings)
     oracle = oracle_statistic(benchmark, reference)
-    result = evaluator(benchmark).run(
-        benchmark, model_dir, data, settings, precision, source, oracle
-    )
+    job = EvalJob(benchmark, model_dir, data, settings, precision, source, oracle)
+    result = evaluator(benchmark).run(job)
     record = {
         "benchmark": benchmark,
         "run": run,

@@ -22,6 +22,7 @@ from bilevel_unlearning.runs import (
     attacked_rows,
     eval_path,
     reference_models,
+    reference_rows,
     relearn_steps,
     sweep_points,
     table_epoch,
@@ -43,10 +44,6 @@ class ReportJob:
 
 def _evals(config: Mapping[str, Any], benchmark: str, rows: Sequence[tuple[str, int]]) -> list[str]:
     return [eval_path(config["results_dir"], benchmark, row, epoch) for row, epoch in rows]
-
-
-def _references(config: Mapping[str, Any], benchmark: str) -> list[tuple[str, int]]:
-    return [(ref, 0) for ref in reference_models(config, benchmark)]
 
 
 def row_suffix(config: Mapping[str, Any], benchmark: str) -> str:
@@ -131,7 +128,7 @@ def ablation_jobs(config: Mapping[str, Any], benchmark: str | None) -> dict[str,
         return {}
     points, epoch = sweep_points(config, benchmark), table_epoch(config, benchmark)
     runs = [(run, epoch) for run in sorted({run for _, _, run in points})]
-    inputs = _evals(config, benchmark, _references(config, benchmark) + runs)
+    inputs = _evals(config, benchmark, reference_rows(config, benchmark) + runs)
     settings = {"benchmark": benchmark, "epoch": epoch, "points": points}
     return {
         "figure_2_gamma": ReportJob(inputs, settings, "Ablation", ("fig_gamma.py",)),
@@ -149,7 +146,7 @@ def trajectories_jobs(config: Mapping[str, Any], benchmark: str | None) -> dict[
     methods = config["unlearn"][benchmark]["methods"]
     suffix = row_suffix(config, benchmark)
     rows = [(m + suffix, e) for m in methods for e in epochs]
-    inputs = _evals(config, benchmark, _references(config, benchmark) + rows)
+    inputs = _evals(config, benchmark, reference_rows(config, benchmark) + rows)
     settings = {"benchmark": benchmark, "methods": methods, "epochs": sorted(epochs)}
     settings.update({"suffix": suffix} if suffix else {})
     job = ReportJob(inputs, settings, "Trajectories", ("fig_trajectories.py",))

@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-import yaml
-from conftest import REPO
-from snakemake.utils import update_config
+from conftest import shipped_config
 
 from bilevel_unlearning.models.recipes import (
     base_model_dir,
@@ -20,9 +18,7 @@ from bilevel_unlearning.models.recipes import (
 
 @pytest.fixture(scope="module")
 def paper() -> dict:
-    merged = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    update_config(merged, yaml.safe_load((REPO / "config" / "paper.yaml").read_text()))
-    return merged
+    return shipped_config("paper.yaml")
 
 
 def test_roles_follow_the_configured_splits(paper: dict) -> None:
