@@ -7,7 +7,8 @@ CORES ?= 2
 SNAKEMAKE_ARGS ?=
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: reproduce robustness test test-fast lint format setup clean slurm-profile gpu-check verify
+.PHONY: reproduce robustness test test-fast lint format setup clean slurm-profile gpu-check verify \
+	expected-bands
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,17 @@ test: setup
 # The inner loop: every test but the Snakemake, SLURM and multi-process runs (marker workflow).
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not workflow"
+
+# Once, when a change moves the numbers (not in reproduce or test): the whole workflow for seeds
+# 0..SEEDS-1 of the tiny and the default config, each in .bands/<name>/seed_<s>; writes the
+# reference tables (seed 0) and their seed bands to config/expected/<name>/ (report/bands.py).
+# About 40 min for tiny and 100 min for default on 2 cores; an interrupted run resumes.
+SEEDS ?= 5
+EXPECTED ?= tiny default
+expected-bands: setup
+	for name in $(EXPECTED); do \
+		$(BIN)/python scripts/expected_bands.py --name $$name --seeds $(SEEDS) --cores $(CORES) || exit 1; \
+	done
 
 # Read-only: recheck every checksum of paper_figures/MANIFEST.json (tables, figures, result
 # JSONs, model weights); runs no job.

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bilevel_unlearning.benchmarks import BENCHMARKS
+from bilevel_unlearning.numerics import pin_cpu_numerics
 
 log = logging.getLogger("bilevel_unlearning")
 
@@ -24,9 +25,11 @@ def _json(text: str) -> Any:
 
 
 def _set_threads(threads: int) -> None:
-    import torch
+    """torch's intra-op threads (the config's count; the pins set OpenMP's and MKL's too) and
+    the deterministic flags where the job asked for them."""
+    from bilevel_unlearning.numerics import apply_torch_settings
 
-    torch.set_num_threads(max(1, threads))
+    apply_torch_settings(threads)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -267,6 +270,17 @@ def add_hub_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_plan)
 
 
+def add_numerics_arguments(parser: argparse.ArgumentParser) -> None:
+    """A computing job's numerics: pinned in main() before torch loads (numerics.py)."""
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (the config's)")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic GPU kernels: torch's deterministic algorithms, cuBLAS workspace, "
+        "cuDNN without autotuning (config key deterministic)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bilevel-unlearning", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -295,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--settings", type=_json, required=True, help="models.pretrain/finetune")
         p.add_argument("--seed", type=int, required=True)
-        p.add_argument("--threads", type=int, default=1)
+        add_numerics_arguments(p)
         p.add_argument("--out", required=True)
         return p
 
@@ -324,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="single",
         help="how the processes share the work (runtime.parallel_strategy); fsdp shards",
     )
-    p.add_argument("--threads", type=int, default=1)
+    add_numerics_arguments(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_unlearn)
 
@@ -340,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--precision", default="float32")
     p.add_argument("--source", choices=["miniature", "hub"], default="miniature")
-    p.add_argument("--threads", type=int, default=1)
+    add_numerics_arguments(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_evaluate)
 
@@ -352,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", type=_json, required=True, help="runs.attack_settings")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--precision", default="float32")
-    p.add_argument("--threads", type=int, default=1)
+    add_numerics_arguments(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_attack)
 
@@ -399,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", required=True, help="results/{benchmark}/models")
     p.add_argument("--base", required=True, help="the base model (WMDP's reference)")
     p.add_argument("--settings", type=_json, required=True)
-    p.add_argument("--threads", type=int, default=1)
+    add_numerics_arguments(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_sanity)
 
@@ -423,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
+    if hasattr(args, "threads"):  # a computing job: pin its CPU kernels before torch loads
+        pins = pin_cpu_numerics(args.threads, deterministic=args.deterministic)
+        log.info("numerics: %s", pins)
     args.func(args)
     return 0
 

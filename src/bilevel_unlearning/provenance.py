@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bilevel_unlearning.io import sha256_file
+from bilevel_unlearning.numerics import numerics_record
 
 CONFIG_HASH_VARIABLE = "BILEVEL_CONFIG_SHA256"  # set by the workflow for every job
 PACKAGES = ("torch", "transformers", "lm_eval", "rouge_score", "scipy", "snakemake")
@@ -64,6 +65,7 @@ def provenance(
         "transformers": transformers.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "numerics": numerics_record(),
         **extra,
     }
 
@@ -86,6 +88,7 @@ def evaluation_provenance(
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "packages": package_versions(),
         "python": platform.python_version(),
+        "numerics": numerics_record(),
         "model": str(model_dir),
         "model_sha256": checksums(weight_files(model_dir), key="name"),
         "data_sha256": checksums(data_files),

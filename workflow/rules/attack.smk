@@ -20,11 +20,12 @@ rule attack_model:
         epoch=r"\d+",
     conda:
         ENV
-    threads: 1
+    threads: config["threads"]["default"]
     resources:
         gpus=0,
         mem_mb=4000,
     params:
+        numerics=numerics_args("default"),
         seed=SEED,
         precision=config["precision"],
         settings=lambda w: as_json(
@@ -35,4 +36,4 @@ rule attack_model:
         "python -m bilevel_unlearning.cli attack --benchmark {wildcards.benchmark}"
         " --attack {wildcards.attack} --model {input.model} --data {params.data}"
         " --settings '{params.settings}' --seed {params.seed}"
-        " --precision {params.precision} --threads {threads} --out {output} > {log} 2>&1"
+        " --precision {params.precision} {params.numerics} --out {output} > {log} 2>&1"

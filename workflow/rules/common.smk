@@ -92,6 +92,13 @@ os.environ.update(
 )
 
 
+def numerics_args(stage):
+    """A computing job's numerics flags: its thread count from the config (never --cores) and
+    deterministic GPU kernels when asked (bilevel_unlearning.numerics)."""
+    flags = f"--threads {config['threads'][stage]}"
+    return flags + (" --deterministic" if config["deterministic"] else "")
+
+
 def as_json(value):
     """A config section as a JSON job parameter: changing it reruns exactly the jobs using it."""
     return json.dumps(value, sort_keys=True)
@@ -222,6 +229,12 @@ def part_outputs(part):
 def part_results(part):
     """Every result file a part's tables and figures read (report.jobs)."""
     return _part_results(TABLES, FIGURE_JOBS, part)
+
+
+def committed_bands(tables):
+    """The seed-band files (report.bands) committed beside the expected tables."""
+    folder = Path("config/expected") / str(config["expected_tables"])
+    return [str(p) for t in tables if (p := folder / f"{t}.band.csv").is_file()]
 
 
 def written_manifests():

@@ -29,11 +29,12 @@ for _benchmark in BENCHMARKS:
             epoch=r"\d+",
         conda:
             ENV
-        threads: 1
+        threads: config["threads"]["default"]
         resources:
             gpus=0,
             mem_mb=4000,
         params:
+            numerics=numerics_args("default"),
             # evaluations of another form (metric_catalog.RESULT_FORMAT) run again
             result_format=RESULT_FORMAT,
             seed=SEED,
@@ -52,7 +53,7 @@ for _benchmark in BENCHMARKS:
             " --run {wildcards.row} --epoch {wildcards.epoch} --model {input.model}"
             " --data {params.data} --settings '{params.settings}' {params.reference}"
             " --seed {params.seed} --precision {params.precision} --source {params.source}"
-            " --attack {wildcards.attack} --threads {threads} --out {output} > {log} 2>&1"
+            " --attack {wildcards.attack} {params.numerics} --out {output} > {log} 2>&1"
 
 
 rule evaluate:

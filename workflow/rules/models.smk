@@ -36,8 +36,9 @@ if MINIATURE:
             f"{RESULTS}/benchmarks/models/base.tsv"
         conda:
             ENV
-        threads: 2
+        threads: config["threads"]["pretrain"]
         params:
+            numerics=numerics_args("pretrain"),
             seed=SEED,
             settings=as_json(
                 {
@@ -48,7 +49,7 @@ if MINIATURE:
         shell:
             "python -m bilevel_unlearning.cli pretrain --tokenizer {input.tokenizer}"
             " --corpus {input.corpus} --settings '{params.settings}' --seed {params.seed}"
-            " --threads {threads} --out {output} > {log} 2>&1"
+            " {params.numerics} --out {output} > {log} 2>&1"
 
 
 # The miniature replays its general corpus while fine-tuning; a hub base model has none.
@@ -57,7 +58,7 @@ FINETUNE_SHELL = (
     " --role {wildcards.role} --base {input.base} --data {params.data}"
     + (" --corpus {input.corpus}" if MINIATURE else "")
     + " --settings '{params.settings}' --seed {params.seed}"
-    " --threads {threads} --out {output} > {log} 2>&1"
+    " {params.numerics} --out {output} > {log} 2>&1"
 )
 
 
@@ -86,8 +87,9 @@ if MINIATURE or BUILT:
             role="target|retrain|full|retain[0-9]+|original",
         conda:
             ENV
-        threads: 1
+        threads: config["threads"]["default"]
         params:
+            numerics=numerics_args("default"),
             seed=SEED,
             settings=lambda w: as_json(
                 {**config["models"]["finetune"], **chat_settings(config)}

@@ -132,6 +132,8 @@ if config.get("expected_tables") and TABLES:
                     f"config/expected/{config['expected_tables']}/{t}.csv"
                     for t in part_tables(TABLES, _part)
                 ],
+                # the seed bands (report.bands), where committed: new bands, a new comparison
+                bands=committed_bands(part_tables(TABLES, _part)),
             output:
                 markdown=f"paper_figures/expected_comparison{_suffix}.md",
                 cells=f"paper_figures/expected_comparison{_suffix}.json",

@@ -20,8 +20,9 @@ for _benchmark in BENCHMARKS:
             f"{RESULTS}/benchmarks/sanity/{_benchmark}.tsv"
         conda:
             ENV
-        threads: 1
+        threads: config["threads"]["default"]
         params:
+            numerics=numerics_args("default"),
             # sanity scores of another form (metric_catalog.RESULT_FORMAT) run again
             result_format=RESULT_FORMAT,
             benchmark=_benchmark,
@@ -31,7 +32,7 @@ for _benchmark in BENCHMARKS:
         shell:
             "python -m bilevel_unlearning.cli sanity --benchmark {params.benchmark}"
             " --data {params.data} --models {params.models} --base {input.base}"
-            " --settings '{params.settings}' --threads {threads} --out {output} > {log} 2>&1"
+            " --settings '{params.settings}' {params.numerics} --out {output} > {log} 2>&1"
 
 
 rule sanity_report:

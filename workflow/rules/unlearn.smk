@@ -27,12 +27,13 @@ for _benchmark in BENCHMARKS:
             run=one_of(runs_of(_benchmark)),
         conda:
             ENV
-        threads: 1
+        threads: config["threads"]["default"]
         resources:
             # sized for the miniature on a CPU; profiles set GPUs and memory per rule
             gpus=0,
             mem_mb=4000,
         params:
+            numerics=numerics_args("default"),
             seed=SEED,
             benchmark=_benchmark,
             precision=config["precision"],
@@ -53,7 +54,7 @@ for _benchmark in BENCHMARKS:
             " --method '{params.method}' --settings '{params.settings}'"
             " --model {input.model} --data {params.data} --seed {params.seed}"
             " --precision {params.precision} --strategy {params.strategy}"
-            " --threads {threads} --out {params.out}"
+            " {params.numerics} --out {params.out}"
             " > {log} 2>&1"
 
 

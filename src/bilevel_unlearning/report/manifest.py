@@ -15,6 +15,7 @@ from typing import Any
 
 from bilevel_unlearning import metric_catalog as catalog
 from bilevel_unlearning.io import read_json, sha256_file, write_json, write_text
+from bilevel_unlearning.report.bands import STATUSES, band_path, cell_status, read_bands
 
 
 def result_summary(path: Path) -> dict[str, Any]:
@@ -93,44 +94,77 @@ def read_table_csv(path: Path) -> dict[tuple[str, str], float | None]:
     }
 
 
-def compare_tables(produced: Path, expected: Path) -> list[dict[str, Any]]:
-    """Every cell of two table CSVs side by side, with its delta and whether it is in tolerance."""
+def compare_tables(
+    produced: Path, expected: Path, bands: Mapping[tuple[str, str], Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every cell of two table CSVs side by side: its delta, its seed band (report.bands) and
+    its status (equal, band, tolerance, outside); ok unless outside."""
     ours, theirs = read_table_csv(produced), read_table_csv(expected)
+    bands = bands or {}
     cells = []
     for key in sorted(set(ours) | set(theirs)):
         a, b = ours.get(key), theirs.get(key)
         atol, in_log = tolerance(key[1], key[0])
+        band = bands.get(key)
+        status = cell_status(a, b, band, atol, in_log)
         if a is None or b is None:
-            ok, delta = a is None and b is None, None
+            delta = None
         elif in_log:
             delta = math.log10(max(a, 1e-300)) - math.log10(max(b, 1e-300))
-            ok = abs(delta) <= atol
         else:
             delta = a - b
-            ok = abs(delta) <= atol
         cells.append({"row": key[0], "column": key[1], "produced": a, "expected": b,
-                      "delta": delta, "ok": ok})  # fmt: skip
+                      "delta": delta, "band": None if band is None else [band.low, band.high],
+                      "status": status, "ok": status != "outside"})  # fmt: skip
     return cells
+
+
+def status_counts(cells: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    return {status: sum(c["status"] == status for c in cells) for status in STATUSES}
+
+
+def shown_band(band: Sequence[float] | None) -> str:
+    return "–" if band is None else f"{band[0]:.4g} … {band[1]:.4g}"
 
 
 def comparison_markdown(title: str, cells: Sequence[Mapping[str, Any]]) -> str:
     bad = [c for c in cells if not c["ok"]]
-    lines = [f"## {title}", "", f"{len(cells) - len(bad)} of {len(cells)} cells within tolerance."]
+    counts = status_counts(cells)
+    lines = [
+        f"## {title}",
+        "",
+        f"{len(cells) - len(bad)} of {len(cells)} cells agree: {counts['equal']} bit for bit, "
+        f"{counts['band']} within the seed band, {counts['tolerance']} within tolerance (no "
+        f"band committed); {counts['outside']} outside.",
+    ]
     if bad:
-        lines += ["", "| row | column | produced | expected | delta |", "|---|---|---:|---:|---:|"]
         lines += [
-            f"| {c['row']} | {c['column']} | {c['produced']} | {c['expected']} | {c['delta']} |"
+            "",
+            "| row | column | produced | expected | delta | seed band |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+        lines += [
+            f"| {c['row']} | {c['column']} | {c['produced']} | {c['expected']} | {c['delta']} "
+            f"| {shown_band(c['band'])} |"
             for c in bad
         ]
     return "\n".join(lines) + "\n"
 
 
 def compare_expected(produced: Sequence[Path], expected_dir: Path, out: Path) -> bool:
-    """Compare each produced table CSV with the committed one of the same name.
+    """Compare each produced table CSV with the committed one of the same name, cell by cell,
+    against the committed seed bands beside it (report.bands).
 
-    Writes out (Markdown) and out with .json (every cell); returns whether all agree.
+    Writes out (Markdown) and out with .json (every cell); returns whether no cell is outside.
     """
-    sections = ["# Produced tables against the committed expected tables", ""]
+    sections = [
+        "# Produced tables against the committed expected tables",
+        "",
+        "equal: bit for bit the reference machine's value (what pinned CPU kernels give on any "
+        "x86-64 machine with AVX2); band: within the seed band (config/expected/*/*.band.csv, "
+        "`make expected-bands`); outside: neither, a regression to explain.",
+        "",
+    ]
     report: dict[str, Any] = {}
     for path in produced:
         reference = expected_dir / path.name
@@ -138,10 +172,15 @@ def compare_expected(produced: Sequence[Path], expected_dir: Path, out: Path) ->
             sections.append(f"## {path.name}\n\nNo expected table committed at {reference}.\n")
             report[path.name] = None
             continue
-        report[path.name] = cells = compare_tables(path, reference)
+        bands = read_bands(band_path(reference))
+        report[path.name] = cells = compare_tables(path, reference, bands)
         sections.append(comparison_markdown(path.name, cells))
     all_ok = all(cells is not None and all(c["ok"] for c in cells) for cells in report.values())
-    write_json(out.with_suffix(".json"), {"all_within_tolerance": all_ok, "tables": report})
+    counts = status_counts([c for cells in report.values() for c in cells or []])
+    write_json(
+        out.with_suffix(".json"),
+        {"all_within_tolerance": all_ok, "status_counts": counts, "tables": report},
+    )
     write_text(out, "\n".join(sections))
     return all_ok
 

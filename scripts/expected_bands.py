@@ -1,0 +1,72 @@
+"""Make config/expected/<name>/: the reference tables (seed 0) and their seed bands.
+
+Runs the whole workflow (data, models, unlearning, evaluation, tables; the robustness part
+too) once per seed 0..N-1, each in its own folder under --workdir with a copy of config/, then
+writes beside each committed table its band over the seeds (report.bands). Each seed's run is
+incremental: an interrupted `make expected-bands` picks up where it stopped.
+
+    python scripts/expected_bands.py --name tiny --seeds 5       # tests/config/tiny.yaml
+    python scripts/expected_bands.py --name default --seeds 5    # config/config.yaml alone
+
+Slow by design (N whole runs; about 5 min a seed for tiny, 16 for default on 2 cores): run
+when a change moves the numbers, not in `make reproduce` or `make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bilevel_unlearning.report.bands import band_path, table_bands, write_bands
+from bilevel_unlearning.report.manifest import read_table_csv, tolerance
+
+REPO = Path(__file__).resolve().parents[1]
+OVERLAYS = {"default": [], "tiny": [REPO / "tests" / "config" / "tiny.yaml"]}
+TARGETS = ("all", "robustness")
+
+
+def run_seed(name: str, seed: int, workdir: Path, cores: int) -> Path:
+    """One seed's whole workflow in its own folder; its paper_figures/ folder."""
+    folder = workdir / name / f"seed_{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "config", folder / "config", dirs_exist_ok=True)
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow/Snakefile")]
+    command += ["--directory", str(folder), "--cores", str(cores), "--rerun-incomplete"]
+    overlay = folder / "seed.yaml"  # last, over the named config: this seed, no comparison
+    overlay.write_text(f"seed: {seed}\nexpected_tables: null\n")
+    command += [*TARGETS, "--configfile", *map(str, OVERLAYS[name]), str(overlay)]
+    start = time.monotonic()
+    log = folder / "snakemake.log"
+    with log.open("w") as handle:
+        done = subprocess.run(command, cwd=folder, stdout=handle, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise SystemExit(f"seed {seed} failed (exit {done.returncode}): see {log}")
+    print(f"{name} seed {seed}: {time.monotonic() - start:.0f} s", flush=True)
+    return folder / "paper_figures"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--name", choices=sorted(OVERLAYS), required=True)
+    parser.add_argument("--seeds", type=int, default=5, help="N: seeds 0..N-1 (N >= 5)")
+    parser.add_argument("--workdir", type=Path, default=REPO / ".bands")
+    parser.add_argument("--cores", type=int, default=2)
+    args = parser.parse_args()
+    if args.seeds < 2:
+        raise SystemExit("--seeds must be at least 2 (a band needs a spread); use 5 or more")
+    figures = [run_seed(args.name, s, args.workdir, args.cores) for s in range(args.seeds)]
+    expected = REPO / "config" / "expected" / args.name
+    expected.mkdir(parents=True, exist_ok=True)
+    for table in sorted(figures[0].glob("table_*.csv")):
+        shutil.copyfile(table, expected / table.name)  # the reference: the config's seed 0
+        tables = [read_table_csv(f / table.name) for f in figures]
+        write_bands(band_path(expected / table.name), table_bands(tables, tolerance))
+        print(f"wrote {expected / table.name} and its band over {args.seeds} seeds")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Seed bands and the expected-table comparison: band arithmetic by hand, the four statuses,
+a file round trip, and a regression that leaves the band."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+
+from bilevel_unlearning.report.bands import (
+    BAND_SDS,
+    Band,
+    band_of,
+    band_path,
+    cell_status,
+    read_bands,
+    table_bands,
+    write_bands,
+)
+from bilevel_unlearning.report.manifest import compare_expected, read_table_csv, tolerance
+
+
+def test_band_is_mean_plus_minus_k_sd_widened_by_the_tolerance() -> None:
+    values = [10.0, 12.0, 11.0, 13.0, 9.0]
+    band = band_of(values, atol=0.5)
+    sd = statistics.stdev(values)  # sqrt(2.5) = 1.5811...
+    assert band.mean == 11.0 and band.std == pytest.approx(math.sqrt(2.5))
+    assert band.low == pytest.approx(11.0 - BAND_SDS * sd - 0.5)
+    assert band.high == pytest.approx(11.0 + BAND_SDS * sd + 0.5)
+    assert band.seeds == 5
+
+
+def test_seeds_that_agree_give_the_value_plus_minus_tolerance() -> None:
+    band = band_of([-100.0] * 5, atol=5.0)
+    assert (band.low, band.high, band.std) == (-105.0, -95.0, 0.0)
+
+
+def test_a_band_is_never_narrower_than_the_seeds_own_range() -> None:
+    # one outlier among five: k sd from the mean still covers it here; check the min/max rule
+    band = band_of([0.0, 0.0, 0.0, 0.0, 100.0], atol=0.0)
+    assert band.low <= 0.0 and band.high >= 100.0
+
+
+def test_log_cells_get_their_band_in_log10() -> None:
+    band = band_of([1e-4, 1e-2], atol=0.0, in_log=True)  # logs -4 and -2: mean -3, sd sqrt(2)
+    assert band.mean == pytest.approx(1e-3)
+    assert math.log10(band.low) == pytest.approx(-3 - BAND_SDS * math.sqrt(2))
+    assert math.log10(band.high) == pytest.approx(-3 + BAND_SDS * math.sqrt(2))
+
+
+@pytest.mark.parametrize(
+    ("produced", "expected", "band", "status"),
+    [
+        (50.0, 50.0, None, "equal"),
+        (None, None, None, "equal"),
+        (50.0 + 1e-12, 50.0, Band(5, 50.0, 1.0, 45.0, 55.0), "band"),
+        (56.0, 50.0, Band(5, 50.0, 1.0, 45.0, 55.0), "outside"),
+        (53.0, 50.0, None, "tolerance"),  # no band committed: the catalog's tolerance, 5
+        (56.0, 50.0, None, "outside"),
+        (None, 50.0, Band(5, 50.0, 1.0, 45.0, 55.0), "outside"),
+    ],
+)
+def test_cell_status(produced, expected, band, status) -> None:
+    assert cell_status(produced, expected, band, atol=5.0, in_log=False) == status
+
+
+def write_table(path: Path, rows: dict[str, float | None]) -> None:
+    lines = ["row,News:knowmem_forget"]
+    lines += [f"{row},{'' if v is None else repr(v)}" for row, v in rows.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_bands_round_trip_through_their_file(tmp_path: Path) -> None:
+    seeds = []
+    for i, value in enumerate([20.0, 22.0, 21.0]):
+        write_table(tmp_path / f"s{i}.csv", {"npo": value, "ga": None if i == 1 else 3.0})
+        seeds.append(read_table_csv(tmp_path / f"s{i}.csv"))
+    bands = table_bands(seeds, tolerance)
+    path = band_path(tmp_path / "table_1_muse.csv")
+    assert path.name == "table_1_muse.band.csv"
+    write_bands(path, bands)
+    assert read_bands(path) == bands
+    assert bands[("ga", "News:knowmem_forget")] is None  # empty in one seed: no band
+    npo = bands[("npo", "News:knowmem_forget")]
+    assert npo.seeds == 3 and npo.low == pytest.approx(21.0 - BAND_SDS - 5.0)
+
+
+def test_comparison_reports_each_status_and_fails_only_outside(tmp_path: Path) -> None:
+    expected, produced = tmp_path / "expected", tmp_path / "produced"
+    expected.mkdir(), produced.mkdir()
+    write_table(expected / "table_1_muse.csv", {"npo": 20.0, "ga": 3.0, "blur_npo": 40.0})
+    seeds = [{("npo", "News:knowmem_forget"): v} for v in (20.0, 26.0, 14.0)]
+    write_bands(band_path(expected / "table_1_muse.csv"), table_bands(seeds, tolerance))
+    # npo moved by 8 (inside its band), ga bit for bit, blur_npo by 3 (no band: tolerance 5)
+    write_table(produced / "table_1_muse.csv", {"npo": 28.0, "ga": 3.0, "blur_npo": 43.0})
+    out = tmp_path / "comparison.md"
+    assert compare_expected([produced / "table_1_muse.csv"], expected, out)
+    text = out.read_text()
+    assert "1 bit for bit, 1 within the seed band, 1 within tolerance" in text
+    # a regression: npo far outside its band fails the comparison and is listed
+    write_table(produced / "table_1_muse.csv", {"npo": 80.0, "ga": 3.0, "blur_npo": 43.0})
+    assert not compare_expected([produced / "table_1_muse.csv"], expected, out)
+    assert "| npo | News:knowmem_forget | 80.0 | 20.0 |" in out.read_text()
