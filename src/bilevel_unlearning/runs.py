@@ -8,7 +8,8 @@ The workflow (rules/common.smk) and the reports read the same plan from here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,14 +36,48 @@ class Run:
     settings: Mapping[str, Any]
     split: str | None = None
     gamma: float | None = field(default=None)
+    seed: int | None = None  # an extra seed of the `seeds` dimension; None: the benchmark's own
 
 
-def run_name(method: str, gamma: float | None = None, split: str | None = None) -> str:
-    """blur_npo, blur_npo-gamma0.5, npo_gdr-gamma4.0, ga_gdr-forget05: readable, and lossless:
-    the gamma is written as Python's shortest repr that reads back to the same float, so two
-    different gammas never share a name (4.0 and 4.0000001 stay apart)."""
+def run_name(
+    method: str, gamma: float | None = None, split: str | None = None, seed: int | None = None
+) -> str:
+    """blur_npo, blur_npo-gamma0.5, npo_gdr-gamma4.0, ga_gdr-forget05, npo-seed1,
+    ga_gdr-seed1-forget05: readable, and lossless: the gamma is written as Python's shortest
+    repr that reads back to the same float, so two different gammas never share a name (4.0
+    and 4.0000001 stay apart). The benchmark's own seed has no suffix, so a config with one
+    seed names (and reruns) nothing new."""
     name = method if gamma is None else f"{method}-gamma{float(gamma)!r}"
+    name = name if seed is None else f"{name}-seed{seed}"
     return name if split is None else f"{name}-{split}"
+
+
+SEED_SUFFIX = re.compile(r"-seed(\d+)(?=-|$)")
+
+
+def seedless_row(row: str) -> str:
+    """A row's name without its seed suffix: the table row its seeds are gathered into."""
+    return SEED_SUFFIX.sub("", row)
+
+
+def seed_rows(row: str, seeds: Sequence[int | None], suffix: str = "") -> list[str]:
+    """The rows of a run's seeds (extra_seeds): the row (without its split suffix) with
+    -seed<N> for every seed but the own one, then the split suffix."""
+    return [row + ("" if seed is None else f"-seed{seed}") + suffix for seed in seeds]
+
+
+def own_seed(config: Mapping[str, Any], benchmark: str) -> int:
+    """The benchmark's unlearning seed: unlearn.<b>.seed (the authors': 42 on MUSE), else the
+    top-level seed."""
+    return int(config["unlearn"][benchmark].get("seed", config["seed"]))
+
+
+def extra_seeds(config: Mapping[str, Any], benchmark: str) -> list[int | None]:
+    """The seed suffix of each repetition of a run: None for the benchmark's own seed, then
+    every other seed of `seeds` (absent: the own seed alone)."""
+    own = own_seed(config, benchmark)
+    listed = [int(s) for s in config.get("seeds") or [own]]
+    return [None if s == own else s for s in listed]
 
 
 def _splits(config: Mapping[str, Any], benchmark: str) -> list[str | None]:
@@ -102,15 +137,20 @@ def unlearn_runs(config: Mapping[str, Any], benchmark: str) -> dict[str, Run]:
             )
         runs[name] = run
 
-    for split in _splits(config, benchmark):
-        settings = _settings(config, benchmark, split)
-        for method in config["unlearn"][benchmark]["methods"]:
-            params = method_params(config, benchmark, method)
-            add(run_name(method, split=split), Run(method, params, settings, split))
-        for method, gamma, name in sweep_points(config, benchmark):
-            if name != method:
-                params = {**method_params(config, benchmark, method), "gamma": gamma}
-                add(run_name(method, gamma, split), Run(method, params, settings, split, gamma))
+    for seed in extra_seeds(config, benchmark):
+        for split in _splits(config, benchmark):
+            settings = _settings(config, benchmark, split)
+            if seed is not None:
+                settings["seed"] = seed
+            for method in config["unlearn"][benchmark]["methods"]:
+                params = method_params(config, benchmark, method)
+                name = run_name(method, split=split, seed=seed)
+                add(name, Run(method, params, settings, split, seed=seed))
+            for method, gamma, name in sweep_points(config, benchmark):
+                if name != method:
+                    params = {**method_params(config, benchmark, method), "gamma": gamma}
+                    run = Run(method, params, settings, split, gamma, seed)
+                    add(run_name(method, gamma, split, seed), run)
     return runs
 
 
@@ -188,12 +228,17 @@ def table_epoch(config: Mapping[str, Any], benchmark: str, method: str | None = 
 
 def table_rows(config: Mapping[str, Any], benchmark: str) -> list[tuple[str, int]]:
     """(row, epoch) of every evaluation a paper table reads for a benchmark: the reference
-    rows at 0, then each listed method (on TOFU per forget split) at its table epoch; never
-    the sweep points (figures F2/F3 read those)."""
+    rows at 0, then each listed method (on TOFU per forget split; with every seed of `seeds`,
+    gathered into one row by seedless_row) at its table epoch; never the sweep points
+    (figures F2/F3 read those)."""
     rows = reference_rows(config, benchmark)
     for method in config["unlearn"][benchmark]["methods"]:
         epoch = table_epoch(config, benchmark, method)
-        rows += [(run_name(method, split=split), epoch) for split in _splits(config, benchmark)]
+        rows += [
+            (run_name(method, split=split, seed=seed), epoch)
+            for seed in extra_seeds(config, benchmark)
+            for split in _splits(config, benchmark)
+        ]
     return rows
 
 

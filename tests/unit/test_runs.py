@@ -228,3 +228,30 @@ def test_attack_names_are_made_and_read_back_in_one_place() -> None:
         assert (attack_kind(name), attack_size(name)) == (kind, size)
     assert attack_name("relearn", 8) == "relearn_s8"
     assert attack_name("quantize", 4) == "quantize_int4"
+
+
+def test_seeds_repeat_every_run_and_keep_the_own_seeds_names(config: dict) -> None:
+    from bilevel_unlearning.runs import row_split, seedless_row
+
+    assert run_name("ga_gdr", split="forget05", seed=3) == "ga_gdr-seed3-forget05"
+    assert run_name("npo_gdr", 4.0, seed=1) == "npo_gdr-gamma4.0-seed1"
+    single = unlearn_runs(config, "tofu")
+    seeded = unlearn_runs({**config, "seeds": [0, 7]}, "tofu")  # 0 is the config's own seed
+    assert list(seeded)[: len(single)] == list(single)  # the own seed: same names, settings
+    assert all(seeded[name] == run for name, run in single.items())
+    extra = seeded["npo-seed7-forget05"]
+    assert extra.settings["seed"] == 7 and extra.seed == 7
+    assert extra.settings["retain_split"] == "retain95"
+    assert row_split("tofu", "npo-seed7-forget05") == "forget05"
+    assert seedless_row("npo-seed7-forget05") == "npo-forget05"
+    assert len(seeded) == 2 * len(single)
+    rows = table_rows({**config, "seeds": [0, 7]}, "muse_news")
+    assert ("npo", 2) in rows and ("npo-seed7", 2) in rows
+    # a benchmark with its own unlearning seed (the paper's 42 on MUSE) keeps it plain
+    own = {**config, "seeds": [42, 43]}
+    own["unlearn"] = {
+        **config["unlearn"],
+        "muse_news": {**config["unlearn"]["muse_news"], "seed": 42},
+    }
+    names = list(unlearn_runs(own, "muse_news"))
+    assert "npo" in names and "npo-seed43" in names and "npo-seed42" not in names

@@ -52,9 +52,14 @@ def privleak_auc(forget_scores: Sequence[float], holdout_scores: Sequence[float]
     return auc(labels, [-s for s in [*forget_scores, *holdout_scores]])
 
 
-def privleak(auc_model: float, auc_retrain: float) -> float:
+def privleak(auc_model: float, auc_retrain: float) -> float | None:
     """PrivLeak: the AUC's relative gap to the retrain oracle's, a fraction (tables show it
-    x100, in %, as MUSE reports it); 0 is ideal."""
+    x100, in %, as MUSE reports it); 0 is ideal. Undefined (None, a dash in the tables) where
+    the oracle's AUC is 0: a score that ranks every forget text above every holdout text on
+    the oracle, which happens on the miniature's few texts for some seeds (MUSE's code would
+    divide by zero)."""
+    if auc_retrain == 0:
+        return None
     return (auc_model - auc_retrain) / auc_retrain
 
 

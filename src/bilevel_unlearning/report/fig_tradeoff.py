@@ -7,8 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from bilevel_unlearning.report.fig_gamma import Point, by_method
-from bilevel_unlearning.report.figures import metric_at, new_figure, save_figure, shared_legend
+from bilevel_unlearning.report.figures import (
+    metric_at,
+    metric_over_seeds,
+    new_figure,
+    save_figure,
+    shared_legend,
+)
 from bilevel_unlearning.report.style import REFERENCE_COLOUR, display
+from bilevel_unlearning.runs import seed_rows
 
 FORGET, UTILITY = "knowmem_forget", "knowmem_retain"
 
@@ -20,13 +27,25 @@ def plot_tradeoff(
     points: Sequence[Point],
     colours: Mapping[str, str],
     out: Path,
+    seeds: Sequence[int | None] = (None,),
 ) -> list[str]:
-    """One curve per method through its gamma points (labelled); lower right is better."""
+    """One curve per method through its gamma points (labelled); lower right is better; with
+    several seeds through the means, with error bars of one standard deviation."""
     figure, (ax,) = new_figure(1, height=2.4)
     for method, grid in by_method(points).items():
-        xs = [metric_at(results, benchmark, run, epoch, FORGET) for _, run in grid]
-        ys = [metric_at(results, benchmark, run, epoch, UTILITY) for _, run in grid]
+        forget = [
+            metric_over_seeds(results, benchmark, seed_rows(run, seeds), epoch, FORGET)
+            for _, run in grid
+        ]
+        utility = [
+            metric_over_seeds(results, benchmark, seed_rows(run, seeds), epoch, UTILITY)
+            for _, run in grid
+        ]
+        xs, ys = [m for m, _ in forget], [m for m, _ in utility]
         ax.plot(xs, ys, marker="o", label=display(method), color=colours[method])
+        if len(seeds) > 1:
+            xerr, yerr = [sd for _, sd in forget], [sd for _, sd in utility]
+            ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="none", color=colours[method], lw=0.6)
         for (gamma, _), x, y in zip(grid, xs, ys, strict=True):
             ax.annotate(f"{gamma:g}", (x, y), fontsize=5, xytext=(2, 2), textcoords="offset points")
     for reference, marker in (("target", "s"), ("retrain", "*")):

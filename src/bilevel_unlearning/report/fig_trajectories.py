@@ -11,12 +11,14 @@ from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.report.figures import (
     integer_ticks,
     metric_at,
+    metric_over_seeds,
     new_figure,
+    plot_with_spread,
     save_figure,
     shared_legend,
 )
 from bilevel_unlearning.report.style import ARROWS, REFERENCE_COLOUR, display
-from bilevel_unlearning.runs import ORACLE_ROLE, START_ROLE
+from bilevel_unlearning.runs import ORACLE_ROLE, START_ROLE, seed_rows
 
 PANELS = {
     "muse": ("knowmem_forget", "knowmem_retain"),
@@ -33,9 +35,11 @@ def plot_trajectories(
     colours: Mapping[str, str],
     out: Path,
     suffix: str = "",
+    seeds: Sequence[int | None] = (None,),
 ) -> list[str]:
     """Each method's path from the start model (epoch 0) through its evaluated epochs, the
-    oracle's level dotted; suffix: the forget split of a benchmark with one row per split."""
+    oracle's level dotted; suffix: the forget split of a benchmark with one row per split;
+    with several seeds the mean and a band of one standard deviation."""
     family = bench(benchmark).family
     panels = PANELS[family]
     figure, axes = new_figure(len(panels), height=1.8, columns=2.0)
@@ -43,9 +47,10 @@ def plot_trajectories(
     for ax, name in zip(axes, panels, strict=True):
         for method in methods:
             xs = [0, *epochs]
-            ys = [metric_at(results, benchmark, start, 0, name)]
-            ys += [metric_at(results, benchmark, method + suffix, e, name) for e in epochs]
-            ax.plot(xs, ys, marker="o", label=display(method), color=colours[method])
+            stats = [(metric_at(results, benchmark, start, 0, name), 0.0)]
+            rows = seed_rows(method, seeds, suffix)
+            stats += [metric_over_seeds(results, benchmark, rows, e, name) for e in epochs]
+            plot_with_spread(ax, xs, stats, label=display(method), color=colours[method])
         if ORACLE_ROLE[family]:  # the level unlearning should reach (none on WMDP)
             value = metric_at(results, benchmark, ORACLE_ROLE[family] + suffix, 0, name)
             label = display(ORACLE_ROLE[family])

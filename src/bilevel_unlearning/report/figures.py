@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,30 @@ def metric_at(
     if key not in results:
         raise KeyError(f"no evaluation of {row} at epoch {epoch} on {benchmark} among the inputs")
     return catalog.shown(name, float(results[key]["metrics"][name]))
+
+
+def metric_over_seeds(
+    results: Mapping[tuple[str, str, int], Mapping[str, Any]],
+    benchmark: str,
+    rows: Sequence[str],
+    epoch: int,
+    name: str,
+) -> tuple[float, float]:
+    """A metric's mean and standard deviation over a run's seed rows (runs.seed_rows); the
+    deviation is 0 for one seed."""
+    values = [metric_at(results, benchmark, row, epoch, name) for row in rows]
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def plot_with_spread(ax: Any, xs: Sequence[float], stats: Sequence[tuple[float, float]], **style):
+    """A line through the means, and the band mean +- one standard deviation where there are
+    several seeds."""
+    means = [m for m, _ in stats]
+    ax.plot(xs, means, marker="o", **style)
+    if any(sd > 0 for _, sd in stats):
+        low = [m - sd for m, sd in stats]
+        high = [m + sd for m, sd in stats]
+        ax.fill_between(xs, low, high, color=style.get("color"), alpha=0.2, linewidth=0)
 
 
 def integer_ticks(ax: Any) -> None:

@@ -21,9 +21,11 @@ from bilevel_unlearning.runs import (
     attacked_benchmarks,
     attacked_rows,
     eval_path,
+    extra_seeds,
     reference_models,
     reference_rows,
     relearn_steps,
+    seed_rows,
     sweep_points,
     table_epoch,
     table_rows,
@@ -44,6 +46,12 @@ class ReportJob:
 
 def _evals(config: Mapping[str, Any], benchmark: str, rows: Sequence[tuple[str, int]]) -> list[str]:
     return [eval_path(config["results_dir"], benchmark, row, epoch) for row, epoch in rows]
+
+
+def seed_setting(seeds: Sequence[int | None]) -> dict[str, Any]:
+    """A figure's seeds setting: only with several seeds, so a one-seed config's figure
+    settings (and so its figures) stay as they were."""
+    return {"seeds": list(seeds)} if len(seeds) > 1 else {}
 
 
 def row_suffix(config: Mapping[str, Any], benchmark: str) -> str:
@@ -127,9 +135,14 @@ def ablation_jobs(config: Mapping[str, Any], benchmark: str | None) -> dict[str,
     if benchmark not in config["benchmarks"] or not sweep_points(config, benchmark):
         return {}
     points, epoch = sweep_points(config, benchmark), table_epoch(config, benchmark)
-    runs = [(run, epoch) for run in sorted({run for _, _, run in points})]
+    seeds = extra_seeds(config, benchmark)
+    runs = [
+        (row, epoch)
+        for run in sorted({run for _, _, run in points})
+        for row in seed_rows(run, seeds)
+    ]
     inputs = _evals(config, benchmark, reference_rows(config, benchmark) + runs)
-    settings = {"benchmark": benchmark, "epoch": epoch, "points": points}
+    settings = {"benchmark": benchmark, "epoch": epoch, "points": points, **seed_setting(seeds)}
     return {
         "figure_2_gamma": ReportJob(inputs, settings, "Ablation", ("fig_gamma.py",)),
         "figure_3_tradeoff": ReportJob(
@@ -145,9 +158,11 @@ def trajectories_jobs(config: Mapping[str, Any], benchmark: str | None) -> dict[
     epochs = config["evaluate"][benchmark]["epochs"]
     methods = config["unlearn"][benchmark]["methods"]
     suffix = row_suffix(config, benchmark)
-    rows = [(m + suffix, e) for m in methods for e in epochs]
+    seeds = extra_seeds(config, benchmark)
+    rows = [(row, e) for m in methods for row in seed_rows(m, seeds, suffix) for e in epochs]
     inputs = _evals(config, benchmark, reference_rows(config, benchmark) + rows)
     settings = {"benchmark": benchmark, "methods": methods, "epochs": sorted(epochs)}
+    settings.update(seed_setting(seeds))
     settings.update({"suffix": suffix} if suffix else {})
     job = ReportJob(inputs, settings, "Trajectories", ("fig_trajectories.py",))
     return {"figure_4_trajectories": job}

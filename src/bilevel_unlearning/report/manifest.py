@@ -80,7 +80,11 @@ def tolerance(column: str, row: str = "") -> tuple[float, bool]:
     """(absolute tolerance, compare in log10) for a cell of a table CSV: its column's metric's,
     or its row's where a row names one (T4's `benchmark:row:metric`, the same tolerance for
     the attacked value and its change); the metric catalog states them."""
-    return catalog.tolerance(row.rsplit(":", 1)[-1] if ":" in row else column.split(":")[-1])
+    if ":" in row:
+        return catalog.tolerance(row.rsplit(":", 1)[-1])
+    # group:metric, or with several seeds group:metric:std and group:metric:seed=<s>
+    parts = column.split(":")
+    return catalog.tolerance(next((p for p in parts if p in catalog.METRICS), parts[-1]))
 
 
 def read_table_csv(path: Path) -> dict[tuple[str, str], float | None]:

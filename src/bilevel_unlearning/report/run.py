@@ -69,18 +69,23 @@ def build_figure(name: str, inputs: Sequence[str], settings: Mapping[str, Any], 
         from bilevel_unlearning.report.fig_gamma import plot_gamma
 
         points = [tuple(p) for p in settings["points"]]
-        plot_gamma(results, settings["benchmark"], settings["epoch"], points, colours, out)
+        seeds = settings.get("seeds", [None])
+        plot_gamma(results, settings["benchmark"], settings["epoch"], points, colours, out, seeds)
     elif name == "figure_3_tradeoff":
         from bilevel_unlearning.report.fig_tradeoff import plot_tradeoff
 
         points = [tuple(p) for p in settings["points"]]
-        plot_tradeoff(results, settings["benchmark"], settings["epoch"], points, colours, out)
+        seeds = settings.get("seeds", [None])
+        plot_tradeoff(
+            results, settings["benchmark"], settings["epoch"], points, colours, out, seeds
+        )
     elif name == "figure_4_trajectories":
         from bilevel_unlearning.report.fig_trajectories import plot_trajectories
 
         benchmark, methods, epochs = settings["benchmark"], settings["methods"], settings["epochs"]
         suffix = settings.get("suffix", "")
-        plot_trajectories(results, benchmark, methods, epochs, colours, out, suffix)
+        seeds = settings.get("seeds", [None])
+        plot_trajectories(results, benchmark, methods, epochs, colours, out, suffix, seeds)
     else:
         raise ValueError(f"unknown figure {name!r}")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,15 @@ from bilevel_unlearning import metric_catalog as catalog
 from bilevel_unlearning.benchmarks import BENCHMARKS
 from bilevel_unlearning.io import read_json, write_text
 from bilevel_unlearning.report.style import ARROWS, display
-from bilevel_unlearning.runs import NO_ATTACK, ORACLE_ROLE, START_ROLE, attack_kind, attack_size
+from bilevel_unlearning.runs import (
+    NO_ATTACK,
+    ORACLE_ROLE,
+    SEED_SUFFIX,
+    START_ROLE,
+    attack_kind,
+    attack_size,
+    seedless_row,
+)
 
 
 @dataclass(frozen=True)
@@ -61,13 +70,44 @@ class Table:
     # row key -> digits, where a row's metric sets them instead of the column's
     row_digits: Mapping[str, int] = field(default_factory=dict)
     mark_best: bool = True  # bold the best method per column (not where columns mix metrics)
+    # with several seeds (config `seeds`): each seed's value of a (row, column), by seed label
+    # (own, 1, 2, ...); `values` then holds their mean
+    seed_values: Mapping[tuple[str, Column], Mapping[str, float | None]] = field(
+        default_factory=dict
+    )
 
     def label(self, row: str) -> str:
         return self.labels.get(row) or display(row)
 
+    def spread(self, row: str, column: Column) -> float | None:
+        """The standard deviation over seeds; None with one seed or fewer than two values."""
+        present = [v for v in self.seed_values.get((row, column), {}).values() if v is not None]
+        return statistics.stdev(present) if len(present) > 1 else None
+
     def formatted(self, row: str, column: Column) -> str:
         digits = self.row_digits.get(row, column.digits)
-        return formatted(self.values.get((row, column)), digits)
+        text = formatted(self.values.get((row, column)), digits)
+        spread = self.spread(row, column)
+        return text if spread is None else f"{text} ± {formatted(spread, digits)}"
+
+    def all_notes(self) -> tuple[str, ...]:
+        """The table's notes, and how several seeds are shown."""
+        seeds = self.seed_labels()
+        if not seeds:
+            return self.notes
+        shown = ", ".join("the benchmark's own" if s == "own" else str(s) for s in seeds)
+        return (
+            *self.notes,
+            f"Unlearned rows: mean ± standard deviation over {len(seeds)} seeds ({shown}); "
+            "each seed's value is in the CSV.",
+        )
+
+    def seed_labels(self) -> list[str]:
+        """Every seed label of the table, the benchmark's own seed first."""
+        found = {label for per_seed in self.seed_values.values() for label in per_seed}
+        return sorted(
+            found, key=lambda label: (label != "own", int(label) if label.isdigit() else 0)
+        )
 
 
 CORPUS = {b.name: b.label for b in BENCHMARKS.values() if b.family == "muse"}
@@ -112,12 +152,22 @@ def _groups(table: Table) -> bool:
 
 
 def to_csv(table: Table) -> str:
-    """Full-precision values as the table shows them, one column per metric."""
+    """Full-precision values as the table shows them, one column per metric; with several
+    seeds the mean there, then per metric its standard deviation (<column>:std) and each
+    seed's value (<column>:seed=own, <column>:seed=1, ...)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["row", *(f"{c.group}:{c.metric}".lstrip(":") for c in table.columns)])
+    names = [f"{c.group}:{c.metric}".lstrip(":") for c in table.columns]
+    seeds = table.seed_labels()
+    extra = [f"{n}:std" for n in names] + [f"{n}:seed={s}" for n in names for s in seeds]
+    writer.writerow(["row", *names, *(extra if seeds else [])])
     for row in table.rows:
         cells = [table.values.get((row, c)) for c in table.columns]
+        if seeds:
+            cells += [table.spread(row, c) for c in table.columns]
+            cells += [
+                table.seed_values.get((row, c), {}).get(s) for c in table.columns for s in seeds
+            ]
         writer.writerow([row, *("" if v is None else repr(v) for v in cells)])
     return buffer.getvalue()
 
@@ -138,7 +188,7 @@ def to_markdown(table: Table) -> str:
             cells.append(f"**{text}**" if row in best[c] else text)
         label = f"*{table.label(row)}*" if row in table.reference_rows else table.label(row)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", *(f"- {n}" for n in table.notes)]
+    lines += ["", *(f"- {n}" for n in table.all_notes())]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -179,7 +229,7 @@ def to_latex(table: Table) -> str:
         if is_last_reference:
             lines.append(r"\midrule")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    lines += [f"% {n}" for n in table.notes]
+    lines += [f"% {n}" for n in table.all_notes()]
     return "\n".join(lines) + "\n"
 
 
@@ -229,36 +279,54 @@ def split_row(row: str, suffix: str) -> str:
     return row.removesuffix(suffix) if suffix else row
 
 
+def seed_label(row: str) -> str:
+    """own for a run at its benchmark's own seed, else the seed of its -seed<N> suffix."""
+    found = SEED_SUFFIX.search(row)
+    return found.group(1) if found else "own"
+
+
 def _rows_and_values(
     results: Mapping[tuple[str, str, int], Mapping[str, Any]],
     rows: TableRows,
     groups: Mapping[str, tuple[str, str]],
     references: Sequence[str],
     columns: Sequence[Column],
-) -> tuple[tuple[str, ...], dict[tuple[str, Column], float | None]]:
+) -> tuple[tuple[str, ...], dict[tuple[str, Column], float | None], dict]:
     """Values of each (row, column): `rows` (runs.table_rows) names the evaluations a table
-    reads, each at its epoch; groups name the (benchmark, row suffix) of a column."""
+    reads, each at its epoch; groups name the (benchmark, row suffix) of a column. A row run
+    with several seeds gathers them (runs.seedless_row): its value is their mean, and the
+    third result holds each seed's value."""
     epoch_of = {(b, row): int(epoch) for b, listed in rows.items() for row, epoch in listed}
     keys = list(references)
+    members: dict[tuple[str, str], list[str]] = {}
     for benchmark, suffix in groups.values():
         for row, _ in rows.get(benchmark, ()):
-            if row.endswith(suffix) and split_row(row, suffix) not in keys:
-                keys.append(split_row(row, suffix))
+            base = seedless_row(row)
+            members.setdefault((benchmark, base), []).append(row)
+            if base.endswith(suffix) and split_row(base, suffix) not in keys:
+                keys.append(split_row(base, suffix))
     values: dict[tuple[str, Column], float | None] = {}
+    seed_values: dict[tuple[str, Column], dict[str, float | None]] = {}
     for key in keys:
         for c in columns:
             benchmark, suffix = groups[c.group]
-            epoch = epoch_of.get((benchmark, key + suffix))
-            record = None if epoch is None else results.get((benchmark, key + suffix, epoch))
-            values[(key, c)] = metric(record, c.metric)
-    return tuple(keys), values
+            per_seed = {}
+            for row in members.get((benchmark, key + suffix), [key + suffix]):
+                epoch = epoch_of.get((benchmark, row))
+                record = None if epoch is None else results.get((benchmark, row, epoch))
+                per_seed[seed_label(row)] = metric(record, c.metric)
+            present = [v for v in per_seed.values() if v is not None]
+            values[(key, c)] = statistics.fmean(present) if present else None
+            if len(per_seed) > 1:
+                seed_values[(key, c)] = per_seed
+    return tuple(keys), values, seed_values
 
 
 def own_epochs(rows: TableRows, epochs: Mapping[str, int], suffixes: Sequence[str] = ("",)) -> str:
     """ "; m epoch e, ..." for the methods reported at an epoch other than their benchmark's
     table epoch (method_table_epochs); nothing if none."""
     own = {
-        f"{split_row(row, suffix)} epoch {epoch}"
+        f"{split_row(seedless_row(row), suffix)} epoch {epoch}"
         for b, listed in rows.items()
         for row, epoch in listed
         for suffix in suffixes
@@ -278,7 +346,7 @@ def muse_table(
     columns = tuple(column(CORPUS[b], name) for b in corpora for name in names)
     groups = {CORPUS[b]: (b, "") for b in corpora}
     refs = references("muse")
-    keys, values = _rows_and_values(results, rows, groups, refs, columns)
+    keys, values, seeds = _rows_and_values(results, rows, groups, refs, columns)
     chosen = ", ".join(f"{CORPUS[b]} epoch {epochs[b]}" for b in corpora)
     chosen += own_epochs({b: rows[b] for b in corpora}, epochs)
     if mia:
@@ -293,7 +361,7 @@ def muse_table(
             "Min-K% AUC gap to the retrain oracle in %."
         )
     name = "table_s1_muse_mia" if mia else "table_1_muse"
-    return Table(name, caption, columns, keys, frozenset(refs), values)
+    return Table(name, caption, columns, keys, frozenset(refs), values, seed_values=seeds)
 
 
 def wmdp_table(
@@ -303,7 +371,7 @@ def wmdp_table(
     method with its own table epoch (method_table_epochs) reports that one."""
     columns = tuple(column("WMDP", name) for name in catalog.wmdp_table(topics))
     refs = references("wmdp")
-    keys, values = _rows_and_values(results, rows, {"WMDP": ("wmdp", "")}, refs, columns)
+    keys, values, seeds = _rows_and_values(results, rows, {"WMDP": ("wmdp", "")}, refs, columns)
     notes = tuple(
         f"{label} is not evaluated: the topic is left out (config wmdp.topics)."
         for topic, label in catalog.WMDP_TOPIC_LABELS.items()
@@ -318,6 +386,7 @@ def wmdp_table(
         frozenset(refs),
         values,
         notes,
+        seed_values=seeds,
     )
 
 
@@ -329,7 +398,7 @@ def tofu_table(
     columns = tuple(column(split, name) for split in splits for name in catalog.TOFU_TABLE)
     groups = {split: ("tofu", f"-{split}") for split in splits}
     refs = references("tofu")
-    keys, values = _rows_and_values(results, rows, groups, refs, columns)
+    keys, values, seeds = _rows_and_values(results, rows, groups, refs, columns)
     own = own_epochs(rows, epochs, [f"-{split}" for split in splits])
     return Table(
         "table_3_tofu",
@@ -339,6 +408,7 @@ def tofu_table(
         keys,
         frozenset(refs),
         values,
+        seed_values=seeds,
     )
 
 

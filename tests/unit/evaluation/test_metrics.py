@@ -230,3 +230,7 @@ def test_token_stats_give_the_mean_and_spread_of_the_next_token_distribution(
     sigma = float(((lp.exp() * lp.square()).sum() - mu**2) ** 0.5)
     assert stats[0] == pytest.approx((float(lp[ids[1]]), mu, sigma), rel=1e-4)
     assert len(stats) == len(ids) - 1
+
+
+def test_privleak_is_undefined_not_a_crash_when_the_oracles_auc_is_zero() -> None:
+    assert m.privleak(0.3, 0.0) is None

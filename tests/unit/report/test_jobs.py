@@ -82,3 +82,33 @@ def test_trajectories_on_tofu_follow_the_first_split(config: dict) -> None:
 def test_every_figure_knows_every_method_for_its_colours(config: dict) -> None:
     for job in jobs.figure_jobs(config).values():
         assert job.settings["all_methods"] == list(config["methods"])
+
+
+def test_seeded_figures_read_every_seed_and_one_seed_keeps_its_settings(config: dict) -> None:
+    plain = jobs.figure_jobs(config)
+    seeded = jobs.figure_jobs({**config, "seeds": [0, 5]})
+    for name in ("figure_2_gamma", "figure_4_trajectories"):
+        assert "seeds" not in plain[name].settings  # one seed: the figure is not replanned
+        assert seeded[name].settings["seeds"] == [None, 5]
+        extra = set(seeded[name].inputs) - set(plain[name].inputs)
+        assert extra and all("-seed5/" in path for path in extra)
+        assert len(seeded[name].inputs) == 2 * len(plain[name].inputs) - len(
+            [p for p in plain[name].inputs if p.endswith("epoch_0.json")]
+        )
+
+
+def test_a_line_gets_a_band_only_where_seeds_spread() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bilevel_unlearning.report.figures import plot_with_spread
+
+    _, ax = plt.subplots()
+    plot_with_spread(ax, [0, 1], [(1.0, 0.0), (2.0, 0.0)], color="C0")
+    assert len(ax.collections) == 0
+    plot_with_spread(ax, [0, 1], [(1.0, 0.0), (2.0, 0.5)], color="C1")
+    (band,) = ax.collections
+    assert band.get_paths()[0].vertices[:, 1].max() == 2.5
+    plt.close("all")

@@ -333,3 +333,34 @@ def test_a_result_of_an_older_format_is_refused_not_read_100_times_too_big(
     path.write_text(json.dumps({k: v for k, v in old.items() if k != "format"}))
     with pytest.raises(ValueError, match=r"epoch_0\.json: its metrics are in result format 1"):
         tables.load_results([path])
+
+
+def test_seeds_are_gathered_into_mean_plus_minus_std_with_each_seed_in_the_csv() -> None:
+    npo = {
+        "own": (10.0, 5.0, 30.0, 40.0),
+        "1": (14.0, 7.0, 20.0, 44.0),
+        "2": (12.0, 9.0, 25.0, 42.0),
+    }
+    records = [muse_record("target", 0, MUSE["target"]), muse_record("retrain", 0, MUSE["retrain"])]
+    records += [muse_record("npo" if s == "own" else f"npo-seed{s}", 1, v) for s, v in npo.items()]
+    results = {(r["benchmark"], r["run"], r["epoch"]): r for r in records}
+    rows = {
+        "muse_news": [("target", 0), ("retrain", 0), ("npo", 1), ("npo-seed1", 1), ("npo-seed2", 1)]
+    }
+    table = tables.muse_table(results, rows, {"muse_news": 1})
+    assert table.rows == ("target", "retrain", "npo")  # one row for three seeds
+    verbmem = table.columns[0]
+    assert table.values[("npo", verbmem)] == pytest.approx(12.0)  # mean of 10, 14, 12
+    assert table.spread("npo", verbmem) == pytest.approx(2.0)  # sample std of 10, 14, 12
+    assert table.spread("target", verbmem) is None  # a reference model: not unlearned, no seeds
+    markdown = tables.to_markdown(table)
+    # the only method: best in every column
+    assert "| NPO | **12.0 ± 2.0** | **7.0 ± 2.0** | **25.0 ± 5.0** | **42.0 ± 2.0** |" in markdown
+    assert "mean ± standard deviation over 3 seeds (the benchmark's own, 1, 2)" in markdown
+    header, *body = list(csv.reader(io.StringIO(tables.to_csv(table))))
+    npo_row = dict(zip(header, body[2], strict=True))
+    assert float(npo_row["News:verbmem_forget"]) == pytest.approx(12.0)
+    assert float(npo_row["News:verbmem_forget:std"]) == pytest.approx(2.0)
+    seeds = [float(npo_row[f"News:verbmem_forget:seed={s}"]) for s in ("own", "1", "2")]
+    assert seeds == pytest.approx([10.0, 14.0, 12.0])
+    assert dict(zip(header, body[0], strict=True))["News:verbmem_forget:seed=own"] == ""
