@@ -16,6 +16,9 @@ Three parts, each printed as a table and written to --out (default results/gpu_c
    peak memory, forget tokens/s and model FLOPs utilisation (6N FLOPs per token per trained
    forward+backward pass, 2N per reference forward, N the parameters less the input
    embedding, over the GPU's dense bf16 peak from KNOWN_PEAK_TFLOPS or --peak-tflops).
+   Then the cost of `deterministic: true`: the BLUR step with torch's deterministic
+   algorithms off and on, A B A B (the cuBLAS workspace is fixed for both, so the ratio is
+   the algorithms' cost; an op without a deterministic CUDA kernel is reported by name).
 3. combine: the rule's combination step alone, vectorised (rules.combine: fused foreach
    kernels, one host sync) vs benchmarks/unlearn_step.authors_style_blur (a .item(), i.e. a
    device sync, per parameter and product, as the authors' code does), on gradients of the
@@ -30,7 +33,9 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import functools
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -40,6 +45,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+# deterministic cuBLAS needs its workspace fixed before CUDA starts (numerics.DETERMINISTIC_PINS)
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 import torch
 
@@ -188,6 +196,8 @@ def step_check(
                     times[name].append(time.perf_counter() - began)
                 if device.type == "cuda":
                     peaks[name] = torch.cuda.max_memory_allocated(device) / 2**30
+        loop.objective = objectives["blur_npo"]
+        cost = determinism_cost(functools.partial(loop._step, group, 1), device, repeats)
     params = sum(p.numel() for p in model.parameters())
     flop_params = params - shape["vocab_size"] * shape["hidden_size"]  # no FLOPs in the lookup
     tokens = micro * shape["seq_len"]
@@ -204,8 +214,35 @@ def step_check(
         }
     ratios = [b / n for b, n in zip(times["blur_npo"], times["npo_gdr"], strict=True)]
     result["step_time_ratio_blur_over_npo_gdr"] = median_of(ratios)
+    result["deterministic"] = cost
     del model, reference, loop
     return result
+
+
+def determinism_cost(step: Callable[[int], Any], device: torch.device, repeats: int) -> dict:
+    """The step's time with torch's deterministic algorithms off and on, A B A B (median
+    ratio); an op without a deterministic kernel is named instead of a ratio."""
+    times: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        for repeat in range(repeats + 1):
+            for deterministic in (False, True):
+                torch.use_deterministic_algorithms(deterministic)
+                synchronize(device)
+                began = time.perf_counter()
+                step(100 + 2 * repeat + deterministic)
+                synchronize(device)
+                if repeat:
+                    times[deterministic].append(time.perf_counter() - began)
+    except RuntimeError as error:  # an op with no deterministic implementation on this device
+        return {"ratio": None, "error": str(error).splitlines()[0]}
+    finally:
+        torch.use_deterministic_algorithms(False)
+    ratios = [on / off for off, on in zip(times[False], times[True], strict=True)]
+    return {
+        "ratio": median_of(ratios),
+        "off_s": median_of(times[False]),
+        "on_s": median_of(times[True]),
+    }
 
 
 # -- part 3: the combination step alone -----------------------------------------------------------
@@ -379,6 +416,11 @@ def print_report(report: dict[str, Any]) -> None:
         f"step time BLUR / NPO_GDR (median of A B pairs): "
         f"{step['step_time_ratio_blur_over_npo_gdr']:.3f}"
     )
+    cost = step["deterministic"]
+    if cost["ratio"] is None:
+        print(f"deterministic algorithms: FAILED, {cost['error']}")
+    else:
+        print(f"deterministic algorithms: step time x{cost['ratio']:.3f} (median of A B pairs)")
     comb = report["combine"]
     print(
         f"\ncombine ({comb['tensors']} tensors): vectorised {comb['vectorised_s']:.4f} s, "
@@ -436,7 +478,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_json(args.out, report)
     print_report(report)
     failed = [p for p in report["precisions"] if report["workflow"][p]["returncode"]]
-    return 1 if failed or report["combine"]["max_relative_difference"] > 1e-2 else 0
+    nondeterministic = report["step"]["deterministic"]["ratio"] is None
+    bad_combine = report["combine"]["max_relative_difference"] > 1e-2
+    return 1 if failed or bad_combine or nondeterministic else 0
 
 
 if __name__ == "__main__":

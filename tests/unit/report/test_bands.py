@@ -103,3 +103,41 @@ def test_comparison_reports_each_status_and_fails_only_outside(tmp_path: Path) -
     write_table(produced / "table_1_muse.csv", {"npo": 80.0, "ga": 3.0, "blur_npo": 43.0})
     assert not compare_expected([produced / "table_1_muse.csv"], expected, out)
     assert "| npo | News:knowmem_forget | 80.0 | 20.0 |" in out.read_text()
+
+
+def test_published_numbers_are_placed_against_the_runs_seed_band(tmp_path: Path) -> None:
+    from bilevel_unlearning.report.manifest import compare_reference
+
+    def record(row: str, value: float) -> dict:
+        return {"metrics": {"model_utility": value, "forget_quality": None}}
+
+    results = {
+        ("tofu", "npo-forget05", 2): record("npo-forget05", 0.44),
+        ("tofu", "npo-seed1-forget05", 2): record("npo-seed1-forget05", 0.46),
+        ("tofu", "npo-seed2-forget05", 2): record("npo-seed2-forget05", 0.45),
+        ("tofu", "ga-forget05", 2): record("ga-forget05", 0.50),
+    }
+    references = {
+        "sources": {"ou": "open-unlearning"},
+        "entries": [
+            {"benchmark": "tofu", "row": "npo-forget05", "metric": "model_utility",
+             "value": 0.45, "source": "ou"},
+            {"benchmark": "tofu", "row": "npo-forget05", "metric": "model_utility",
+             "value": 0.60, "source": "ou"},
+            {"benchmark": "tofu", "row": "ga-forget05", "metric": "model_utility",
+             "value": 0.53, "source": "ou"},
+            {"benchmark": "tofu", "row": "npo-forget05", "metric": "forget_quality",
+             "value": 0.14, "source": "ou"},
+        ],
+    }  # fmt: skip
+    out = tmp_path / "reference.md"
+    compare_reference(results, references, {"tofu": 2}, out)
+    lines = out.read_text().splitlines()
+    # mean 0.45, sd 0.01: the band is 0.45 +- 0.04
+    assert (
+        "| tofu | npo-forget05 | model_utility | 0.45 ± 0.01 | 0.45 | +0 | yes (0.41 … 0.49) |"
+        in lines[6]
+    )
+    assert "| 0.6 | -0.15 | no (0.41 … 0.49) |" in lines[7]
+    assert "| 0.5 | 0.53 | -0.03 | one seed: no band |" in lines[8]
+    assert "| not run |" in lines[9]
