@@ -3,6 +3,7 @@ code, config, software, hardware and inputs. One module for every stage's record
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -70,6 +71,14 @@ def provenance(
     }
 
 
+def pad_token_record(model_dir: Path) -> str:
+    """How an evaluation padded: the tokenizer's own pad token, or EOS where it has none
+    (models.hf.with_pad_token)."""
+    config = model_dir / "tokenizer_config.json"
+    own = json.loads(config.read_text()).get("pad_token") if config.is_file() else None
+    return "own" if own else "eos (the tokenizer has no pad token)"
+
+
 def evaluation_provenance(
     model_dir: Path, data_files: list[Path], settings: Mapping[str, Any], seed: int, precision: str
 ) -> dict[str, Any]:
@@ -89,6 +98,7 @@ def evaluation_provenance(
         "packages": package_versions(),
         "python": platform.python_version(),
         "numerics": numerics_record(),
+        "pad_token": pad_token_record(model_dir),
         "model": str(model_dir),
         "model_sha256": checksums(weight_files(model_dir), key="name"),
         "data_sha256": checksums(data_files),

@@ -110,7 +110,21 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
             "SentencePiece tokenizer.model): the folder is incomplete. Delete it and rerun the "
             "rule that makes it (train_tokenizer, finetune_model or a download rule)."
         )
-    return AutoTokenizer.from_pretrained(path)
+    return with_pad_token(AutoTokenizer.from_pretrained(path))
+
+
+def with_pad_token(tokenizer: Any) -> Any:
+    """Pad with EOS where the tokenizer has no pad token (Llama-2's and Llama-3.2's have none),
+    as the BLUR authors, open-unlearning and MUSE all do; padded positions are masked, so
+    which id fills them changes no number. provenance.pad_token_record says which held."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(
+                "the tokenizer has neither a pad nor an EOS token: batches cannot be padded. "
+                "Give its tokenizer_config.json a pad_token (or eos_token)."
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def enable_activation_checkpointing(model: Any) -> None:

@@ -154,3 +154,26 @@ def test_mean_rouge_l() -> None:
     assert mean_rouge_l(refs, preds, measure="recall") == pytest.approx((5 / 6 + 1.0) / 2)
     with pytest.raises(ValueError):
         mean_rouge_l(refs, preds[:1])
+
+
+def test_a_tokenizer_without_a_pad_token_pads_with_eos(tokenizer: Any, tmp_path: Path) -> None:
+    """Llama-2's and Llama-3.2's tokenizers have no pad token: generation and likelihood
+    batches must pad with EOS (as MUSE and open-unlearning do), not crash."""
+    import json
+
+    from bilevel_unlearning.evaluation.likelihood import labelled_logprobs
+    from bilevel_unlearning.models.hf import load_tokenizer
+    from bilevel_unlearning.provenance import pad_token_record
+
+    tokenizer.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    config["pad_token"] = None  # as meta-llama/Llama-2-7b-hf ships it
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    padless = load_tokenizer(tmp_path)
+    assert padless.pad_token_id == padless.eos_token_id
+    assert pad_token_record(tmp_path).startswith("eos")
+    model = tiny_llama(TINY_ARCHITECTURE, padless, SEED)
+    texts = greedy_generate(model, padless, PROMPTS[:3], 4, batch_size=3)
+    assert len(texts) == 3
+    examples = [text_example(padless, p, 64) for p in PROMPTS[:3]]
+    assert len(labelled_logprobs(model, examples, padless.pad_token_id, 3)) == 3
