@@ -21,9 +21,13 @@ pytestmark = pytest.mark.workflow  # several processes: not in `make test-fast`
 
 
 def run_two_processes(
-    out: Path, global_batch: int, forget_examples: int, overrides: dict | None = None
+    out: Path,
+    global_batch: int,
+    forget_examples: int,
+    overrides: dict | None = None,
+    settings: dict | None = None,
 ) -> None:
-    extra = [json.dumps(overrides)] if overrides else []
+    extra = [json.dumps(overrides or {}), json.dumps(settings or {})]
     result = run_two_gloo_processes(
         TESTS / "unlearn_ddp_worker.py", str(out), str(global_batch), str(forget_examples), *extra
     )
@@ -86,3 +90,15 @@ def test_baldro_under_ddp_equals_one_process_with_the_same_micro_batches(
     one = load_file(tmp_path / "single" / "epoch_2" / "model.safetensors")
     for key, value in one.items():
         torch.testing.assert_close(ddp[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_the_learning_rate_schedule_steps_once_per_optimizer_step_under_ddp(tmp_path: Path) -> None:
+    """accelerate's prepared scheduler steps once per process: with 2 processes a linear
+    schedule reached 0 half-way. The rate of each step must be one process's."""
+    run_two_processes(tmp_path / "ddp", 4, 8, settings={"schedule": "linear"})
+    single = unlearner("blur_npo", tmp_path / "single", epochs=2, batch_size=4, schedule="linear")
+    single.run()
+    logged = [json.loads(line) for line in (tmp_path / "ddp" / "train_log.jsonl").open()]
+    rates = [entry["learning_rate"] for entry in logged]
+    assert rates == pytest.approx([r.values["learning_rate"] for r in single.records])
+    assert rates == pytest.approx([1e-3 * (1 - k / 4) for k in range(4)])

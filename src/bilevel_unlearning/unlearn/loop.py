@@ -229,9 +229,12 @@ class Unlearner:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, learning_rate_factor(self.settings, self.total_steps, warmup)
         )
-        if not self.sharded:  # placed above; prepare only wraps (DDP), never moves the model
-            self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
-                self.model, self.optimizer, self.scheduler, device_placement=[False] * 3
+        # placed above; prepare only wraps (DDP), never moves the model. The scheduler stays
+        # ours: accelerate's wrapper steps it once per process, so under 2 processes a linear
+        # schedule reached 0 half-way; the rate follows the optimizer's steps, not the ranks
+        if not self.sharded:
+            self.model, self.optimizer = self.accelerator.prepare(
+                self.model, self.optimizer, device_placement=[False] * 2
             )
         strategy = "FSDP2" if self.sharded else self.accelerator.distributed_type.name
         log.info("%s, on %s, %s", self.layout.describe(), self.device, strategy)
@@ -346,6 +349,7 @@ class Unlearner:
         values.update(gradient_stats)
         if self.settings.clip_norm is not None:  # over the whole (sharded) direction
             torch.nn.utils.clip_grad_norm_(self.params, self.settings.clip_norm)
+        values["learning_rate"] = self.scheduler.get_last_lr()[0]  # the rate this step uses
         self.optimizer.step()
         self.scheduler.step()
         return values
@@ -399,7 +403,6 @@ class Unlearner:
                     sum(int(m.forget["attention_mask"].sum()) for m in group),
                 )
                 values = self._step(group, epoch, step)
-                values["learning_rate"] = self.scheduler.get_last_lr()[0]
                 values.update(self.layout.as_dict())
                 values["tokens_per_s"] = tokens / (time.perf_counter() - began)
                 self.records.append(StepRecord(epoch, step, values))
