@@ -120,6 +120,20 @@ def batch_layout(
     return BatchLayout(global_batch, micro, share // micro, processes)
 
 
+def launch_command(gpus: int, accelerate_config: str) -> str:
+    """How a training job starts: one process, or one per GPU under accelerate on one node,
+    with the project's accelerate config (never a user's default one) and a rendezvous port
+    chosen free on that node when the job starts (not 29500: two multi-GPU jobs may share a
+    node). DDP or FSDP is the job's --strategy (parallel_strategy)."""
+    if int(gpus) > 1:
+        return (
+            f"accelerate launch --config_file {accelerate_config} --multi_gpu --num_machines 1"
+            f" --num_processes {int(gpus)}"
+            " --main_process_port $(python -m bilevel_unlearning.cli free-port) -m"
+        )
+    return "python -m"
+
+
 def free_port() -> int:
     """A TCP port free on this node now: each multi-GPU job's rendezvous gets its own, so two
     jobs on one node do not collide on torch's default 29500."""

@@ -50,3 +50,28 @@ def test_the_cpu_machine_computes_on_the_cpu_in_the_configured_dtype() -> None:
     assert master_precision("mixed") == "float32" and master_precision("bfloat16") == "bfloat16"
     with pytest.raises(ValueError, match="precision 'fp8'"):
         compute_dtype("fp8")
+
+
+def test_multi_gpu_jobs_launch_with_the_projects_accelerate_config() -> None:
+    """A user's default accelerate config must not change a run: --config_file is pinned to
+    envs/accelerate.yaml, a valid accelerate config for one node without its own precision."""
+    from accelerate.commands.config.config_args import load_config_from_file
+    from conftest import REPO
+
+    from bilevel_unlearning.runtime import launch_command
+
+    config = REPO / "envs" / "accelerate.yaml"
+    command = launch_command(4, str(config))
+    assert f"--config_file {config} " in command and "--num_processes 4" in command
+    assert launch_command(1, str(config)) == "python -m"
+    loaded = load_config_from_file(str(config))
+    assert (loaded.mixed_precision, loaded.num_machines) == ("no", 1)
+
+
+def test_the_slurm_profile_checks_job_status_within_seconds() -> None:
+    """At the executor's default 40 s, `snakemake --profile slurm plan` took 42 s."""
+    import yaml
+    from conftest import REPO
+
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "profile.yaml").read_text())
+    assert profile["slurm-init-seconds-before-status-checks"] <= 5

@@ -35,7 +35,7 @@ from bilevel_unlearning.models.recipes import (
     model_roles,
     role_sources,
 )
-from bilevel_unlearning.runtime import parallel_strategy
+from bilevel_unlearning.runtime import launch_command, parallel_strategy
 from bilevel_unlearning.runs import (
     NO_ATTACK,
     ORACLE_ROLE,
@@ -189,16 +189,8 @@ def eval_files(benchmark):
 
 
 def launcher(gpus):
-    """How a training job starts: one process, or one per GPU under accelerate on one node,
-    with a rendezvous port chosen free on that node when the job starts (not 29500: two
-    multi-GPU jobs may share a node). DDP or FSDP is the job's --strategy (strategy below).
-    """
-    if int(gpus) > 1:
-        return (
-            f"accelerate launch --multi_gpu --num_machines 1 --num_processes {int(gpus)}"
-            " --main_process_port $(python -m bilevel_unlearning.cli free-port) -m"
-        )
-    return "python -m"
+    """One process, or accelerate with envs/accelerate.yaml (runtime.launch_command)."""
+    return launch_command(gpus, Path(workflow.basedir).parent / "envs" / "accelerate.yaml")
 
 
 def strategy(benchmark, gpus):
