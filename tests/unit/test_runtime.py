@@ -75,3 +75,13 @@ def test_the_slurm_profile_checks_job_status_within_seconds() -> None:
 
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "profile.yaml").read_text())
     assert profile["slurm-init-seconds-before-status-checks"] <= 5
+
+
+def test_wmdp_rmu_runs_on_one_gpu_as_the_authors() -> None:
+    """Split over 4 ranks with one example each, RMU's token means became per-example means."""
+    import yaml
+    from conftest import REPO
+
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "profile.yaml").read_text())
+    resources = profile["set-resources"]["unlearn_wmdp"]
+    assert resources["gpus"] == resources["gpu"] == 1
