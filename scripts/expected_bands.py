@@ -55,10 +55,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="N: seeds 0..N-1 (N >= 5)")
     parser.add_argument("--workdir", type=Path, default=REPO / ".bands")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--collect-only",
+        action="store_true",
+        help="run nothing: write the tables and bands from the seed folders already there",
+    )
     args = parser.parse_args()
     if args.seeds < 2:
         raise SystemExit("--seeds must be at least 2 (a band needs a spread); use 5 or more")
-    figures = [run_seed(args.name, s, args.workdir, args.cores) for s in range(args.seeds)]
+    if args.collect_only:
+        figures = [
+            args.workdir / args.name / f"seed_{s}" / "paper_figures" for s in range(args.seeds)
+        ]
+    else:
+        figures = [run_seed(args.name, s, args.workdir, args.cores) for s in range(args.seeds)]
     expected = REPO / "config" / "expected" / args.name
     expected.mkdir(parents=True, exist_ok=True)
     for table in sorted(figures[0].glob("table_*.csv")):

@@ -53,7 +53,12 @@ METRICS: Mapping[str, Metric] = {
         Metric("knowmem_forget", "KnowMem D_f", "down", 100.0, tolerance=5.0),
         Metric("privleak", "PrivLeak", "zero", 100.0, tolerance=5.0),
         Metric("knowmem_retain", "KnowMem D_r", "up", 100.0, tolerance=5.0),
-        *(Metric(f"privleak_{slug}", label, "zero", 100.0) for label, slug in MIA_SCORES),
+        # the same quantity as PrivLeak, per membership score: the same tolerance (on the
+        # miniature's few texts one swapped forget/holdout pair moves it by several points)
+        *(
+            Metric(f"privleak_{slug}", label, "zero", 100.0, tolerance=5.0)
+            for label, slug in MIA_SCORES
+        ),
         *(
             Metric(wmdp_metric(topic), label, "down", 100.0, tolerance=5.0)
             for topic, label in WMDP_TOPIC_LABELS.items()

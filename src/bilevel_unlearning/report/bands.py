@@ -77,18 +77,15 @@ def band_of(values: Sequence[float], atol: float, in_log: bool = False) -> Band:
 def table_bands(
     tables: Sequence[Mapping[Cell, float | None]], tolerance
 ) -> dict[Cell, Band | None]:
-    """Every cell's band over the seeds' tables; None where a seed left the cell empty (a cell
-    that is empty in every seed must stay empty). `tolerance(column, row)` gives
-    (atol, in_log) as the metric catalog states it."""
+    """Every cell's band over the seeds' tables that have a value there (a metric can be
+    undefined for a seed: PrivLeak where the oracle's AUC is 0); None where no seed has one.
+    `tolerance(column, row)` gives (atol, in_log) as the metric catalog states it."""
     cells = sorted({key for table in tables for key in table})
     bands: dict[Cell, Band | None] = {}
     for key in cells:
-        values = [table.get(key) for table in tables]
-        if any(v is None for v in values):
-            bands[key] = None
-            continue
+        values = [float(v) for table in tables if (v := table.get(key)) is not None]
         atol, in_log = tolerance(key[1], key[0])
-        bands[key] = band_of([float(v) for v in values], atol, in_log)
+        bands[key] = band_of(values, atol, in_log) if values else None
     return bands
 
 
