@@ -57,16 +57,20 @@ def test_pinning_after_torch_is_imported_is_refused() -> None:
         pin_cpu_numerics(1)
 
 
-def test_the_cli_loads_without_torch_so_it_can_pin_first_and_provenance_records_it() -> None:
-    code = (
-        "import sys, json; from bilevel_unlearning import cli, numerics;"
-        "assert 'torch' not in sys.modules, 'the cli imported torch before pinning';"
-        "numerics.pin_cpu_numerics(1);"
-        "print(json.dumps(numerics.numerics_record()))"
-    )
+def record_in_a_fresh_process(setup: str) -> dict:
+    """numerics_record() of a new Python process after `setup` (which pins)."""
+    code = f"import json, sys; from bilevel_unlearning import cli, numerics; {setup};"
+    code += "print(json.dumps(numerics.numerics_record()))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    record = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_the_cli_loads_without_torch_so_it_can_pin_first_and_provenance_records_it() -> None:
+    record = record_in_a_fresh_process(
+        "assert 'torch' not in sys.modules, 'the cli imported torch before pinning';"
+        "numerics.pin_cpu_numerics(1)"
+    )
     assert record["threads"] == 1
     if pins_apply():
         assert record["pinned"] and record["cpu_capability"] == "AVX2"
@@ -76,13 +80,8 @@ def test_deterministic_jobs_fix_cublas_before_cuda_and_record_torchs_flag() -> N
     environ: dict[str, str] = {}
     pin_cpu_numerics(1, environ, deterministic=True)
     assert environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
-    code = (
-        "import json; from bilevel_unlearning import numerics;"
-        "numerics.pin_cpu_numerics(1, deterministic=True); numerics.apply_torch_settings(1);"
-        "print(json.dumps(numerics.numerics_record()))"
+    record = record_in_a_fresh_process(
+        "numerics.pin_cpu_numerics(1, deterministic=True); numerics.apply_torch_settings(1)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    record = json.loads(done.stdout)
     assert record["deterministic"] is True
     assert record["environment"]["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
