@@ -22,7 +22,8 @@ Each epoch ends with an atomic checkpoint folder (weights + optimizer/scheduler 
 step log up to that point; a run resumes from the last complete checkpoint and gives the same
 weights as an uninterrupted run, because each epoch's data order comes from (seed, epoch).
 A checkpoint records the fingerprint of everything that made it (method, settings, seed,
-precision, the start model's and data's checksums, LOOP_VERSION); a run resumes only from a
+precision, the start model's and data's checksums, the training code's digest and the CPU
+kernel pins, LOOP_VERSION); a run resumes only from a
 checkpoint with its own fingerprint and otherwise discards the checkpoints, saying why, and
 starts from the start model. The number of processes is not part of it: the global batch
 gives the same updates on any count.

@@ -119,6 +119,26 @@ def loop_settings(
     )
 
 
+# the modules whose change changes what an unlearning run computes (relative to the package)
+TRAINING_CODE = ("unlearn", "models/encoding.py", "models/hf.py", "runtime.py", "methods.py")
+
+
+def training_code_digest(root: Path | None = None) -> str:
+    """SHA-256 over the training path's source files, in a fixed order: part of a run's
+    checkpoint fingerprint, so a resumed run never continues a checkpoint of other code."""
+    import hashlib
+
+    import bilevel_unlearning
+
+    root = Path(bilevel_unlearning.__file__).parent if root is None else root
+    digest = hashlib.sha256()
+    for part in TRAINING_CODE:
+        files = sorted((root / part).rglob("*.py")) if (root / part).is_dir() else [root / part]
+        for path in files:
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def unlearn_step(
     *,
     benchmark: str,
@@ -167,6 +187,10 @@ def unlearn_step(
         "seed": seed,
         "precision": precision,
         "inputs": record["inputs"],  # SHA-256 of the start model's weights and the data files
+        # the code of the training path and the kernels it ran on: a checkpoint made by other
+        # code (a changed loss) or other CPU kernels is not resumed
+        "code": training_code_digest(),
+        "kernels": record["numerics"]["environment"],
     }
     Unlearner(
         model,

@@ -243,3 +243,23 @@ def test_mixed_precision_keeps_fp32_master_weights_and_publishes_bf16(tmp_path: 
     assert all(v.dtype == torch.bfloat16 for v in published.values())
     kept = torch.load(checkpoint_folder(tmp_path, 1) / "trainer_state.pt", weights_only=False)
     assert all(v.dtype == torch.float32 for v in kept["weights"].values())  # resume from fp32
+
+
+def test_a_checkpoint_of_other_training_code_is_not_resumed(tmp_path) -> None:
+    """The run's fingerprint holds a digest of the training path's code: a changed loss makes
+    it differ (so an old checkpoint is discarded, not continued), a changed report does not."""
+    import shutil
+
+    import bilevel_unlearning
+    from bilevel_unlearning.unlearn.run import training_code_digest
+
+    package = Path(bilevel_unlearning.__file__).parent
+    copy = tmp_path / "package"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = training_code_digest(copy)
+    assert before == training_code_digest(package)
+    (copy / "report" / "tables.py").write_text("# another report\n")
+    assert training_code_digest(copy) == before
+    losses = copy / "unlearn" / "losses.py"
+    losses.write_text(losses.read_text().replace("-(2/b)", "-(3/b)", 1))
+    assert training_code_digest(copy) != before
