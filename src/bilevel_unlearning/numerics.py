@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,13 @@ def pins_apply(machine: str | None = None, flags: frozenset[str] | None = None) 
         return False
     flags = cpu_flags() if flags is None else flags
     return {"avx2", "fma"} <= flags
+
+
+def pinned_here(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this machine's jobs run the pinned kernels (pins apply, none lifted): there the
+    committed expected tables are reproduced bit for bit, and any other bits mean a change."""
+    environ = os.environ if environ is None else environ
+    return pins_apply() and environ.get(NATIVE_VARIABLE) != "1"
 
 
 def pinned_environment(threads: int, native: bool = False) -> dict[str, str]:

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -349,6 +350,12 @@ def test_tables_match_the_committed_expected_ones(tiny_run: Path) -> None:
     assert all(cells for cells in comparison["tables"].values()), comparison["tables"].keys()
     assert comparison["all_within_tolerance"], (comparison["status_counts"], bad)
     assert comparison["status_counts"]["outside"] == 0
+    if comparison["pinned"] and comparison["moved"]:  # inside the bands, but not the same bits
+        warnings.warn(
+            f"{comparison['moved']} cells moved on a pinned machine: see "
+            f"{tiny_run}/paper_figures/expected_comparison.md",
+            stacklevel=1,
+        )
 
 
 def test_manifest_verifies_and_catches_a_changed_output(tiny_run: Path) -> None:

@@ -3,6 +3,7 @@ a file round trip, and a regression that leaves the band."""
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from pathlib import Path
@@ -104,6 +105,28 @@ def test_comparison_reports_each_status_and_fails_only_outside(tmp_path: Path) -
     write_table(produced / "table_1_muse.csv", {"npo": 80.0, "ga": 3.0, "blur_npo": 43.0})
     assert not compare_expected([produced / "table_1_muse.csv"], expected, out)
     assert "| npo | News:knowmem_forget | 80.0 | 20.0 |" in out.read_text()
+
+
+def test_a_pinned_machine_flags_cells_that_moved_even_inside_their_bands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bilevel_unlearning.report import manifest
+
+    expected, produced = tmp_path / "expected", tmp_path / "produced"
+    expected.mkdir(), produced.mkdir()
+    write_table(expected / "table_1_muse.csv", {"npo": 20.0, "ga": 3.0, "blur_npo": 40.0})
+    write_table(produced / "table_1_muse.csv", {"npo": 21.0, "ga": 3.0, "blur_npo": 40.0})
+    out = tmp_path / "comparison.md"
+    for pinned, verdict in ((True, "**1 cells moved although"), (False, "1 cells differ")):
+        monkeypatch.setattr(manifest, "pinned_here", lambda pinned=pinned: pinned)
+        assert manifest.compare_expected([produced / "table_1_muse.csv"], expected, out)
+        assert verdict in out.read_text()
+        report = json.loads(out.with_suffix(".json").read_text())
+        assert (report["pinned"], report["moved"]) == (pinned, 1)
+    write_table(produced / "table_1_muse.csv", {"npo": 20.0, "ga": 3.0, "blur_npo": 40.0})
+    monkeypatch.setattr(manifest, "pinned_here", lambda: True)
+    manifest.compare_expected([produced / "table_1_muse.csv"], expected, out)
+    assert "every cell is bit for bit the reference's" in out.read_text()
 
 
 def test_published_numbers_are_placed_against_the_runs_seed_band(tmp_path: Path) -> None:
