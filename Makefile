@@ -8,7 +8,7 @@ SNAKEMAKE_ARGS ?=
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: reproduce robustness test test-fast lint format setup clean slurm-profile gpu-check verify \
-	expected-bands
+	expected-bands rehearse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,17 @@ test-fast: setup
 # 0..SEEDS-1 of the tiny and the default config, each in .bands/<name>/seed_<s>; writes the
 # reference tables (seed 0) and their seed bands to config/expected/<name>/ (report/bands.py).
 # About 40 min for tiny and 100 min for default on 2 cores; an interrupted run resumes.
+# The paper config's whole DAG on this CPU (docs/rehearsal.md): hub-shaped repos written into a
+# local hub mirror, then config/paper.yaml + config/rehearsal.yaml (scale only) through the real
+# download code, launcher (2 gloo processes: FSDP2 and DDP), precision mixed and DCP checkpoints,
+# to tables and figures. From nothing each time: the mirror is regenerated in seconds.
+rehearse: setup
+	rm -rf .rehearsal results_rehearsal
+	$(BIN)/python -m bilevel_unlearning.cli rehearsal-hub --configfile config/paper.yaml \
+		config/rehearsal.yaml --out .rehearsal/hub \
+		--bio-forget-file .rehearsal/gated/bio_remove_dataset.jsonl
+	$(BIN)/snakemake all --profile profiles/rehearsal $(SNAKEMAKE_ARGS)
+
 SEEDS ?= 5
 EXPECTED ?= tiny default
 expected-bands: setup
@@ -79,4 +90,4 @@ format: setup
 	$(BIN)/snakefmt workflow
 
 clean:
-	rm -rf results .snakemake
+	rm -rf results .snakemake .rehearsal results_rehearsal

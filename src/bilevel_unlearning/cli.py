@@ -135,16 +135,24 @@ def cmd_report(args: argparse.Namespace) -> None:
     report_step(name=name, inputs=args.inputs, settings=args.settings, out=Path(args.out))
 
 
-def cmd_check_config(args: argparse.Namespace) -> None:
-    """What Snakemake will see: config/config.yaml with the given files merged over it."""
+def merged_config(paths: list[str]) -> dict:
+    """Config files merged as Snakemake merges --configfile: later ones win, key by key."""
     from snakemake.utils import update_config
 
-    from bilevel_unlearning.config import ConfigError, read_yaml, validate_config
+    from bilevel_unlearning.config import read_yaml
 
     merged: dict = {}
+    for path in paths:
+        update_config(merged, read_yaml(path))
+    return merged
+
+
+def cmd_check_config(args: argparse.Namespace) -> None:
+    """What Snakemake will see: config/config.yaml with the given files merged over it."""
+    from bilevel_unlearning.config import ConfigError, validate_config
+
     try:
-        for path in [args.base, *args.configfiles]:
-            update_config(merged, read_yaml(path))
+        merged = merged_config([args.base, *args.configfiles])
         validate_config(merged)
     except ConfigError as error:
         raise SystemExit(str(error)) from None
@@ -250,6 +258,14 @@ def cmd_free_port(args: argparse.Namespace) -> None:
     print(free_port())
 
 
+def cmd_rehearsal_hub(args: argparse.Namespace) -> None:
+    from bilevel_unlearning.data.rehearsal import write_rehearsal_hub
+
+    config = merged_config([args.base, *args.configfile])
+    repos = write_rehearsal_hub(config, Path(args.out), Path(args.bio_forget_file))
+    print(f"wrote {len(repos)} hub-shaped repos into {args.out}")
+
+
 def add_hub_commands(sub: Any) -> None:
     """The `download` and `plan` sub-commands."""
     p = sub.add_parser("download", help="fetch a real benchmark's data or a model from the hub")
@@ -264,6 +280,16 @@ def add_hub_commands(sub: Any) -> None:
     p.add_argument("--tokenizer", help="repo to take the tokenizer files from instead")
     p.add_argument("--out", required=True, help="results/{benchmark}/data or a model folder")
     p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser(
+        "rehearsal-hub",
+        help="hub-shaped dataset and model repos of a hub config, for hub.mirror (make rehearse)",
+    )
+    p.add_argument("--base", default="config/config.yaml", help="merged under --configfile")
+    p.add_argument("--configfile", nargs="+", required=True, help="e.g. config/paper.yaml")
+    p.add_argument("--out", required=True, help="the mirror folder")
+    p.add_argument("--bio-forget-file", required=True, help="where to write the gated bio file")
+    p.set_defaults(func=cmd_rehearsal_hub)
 
     p = sub.add_parser("plan", help="GPU memory per GPU and runtime of unlearning jobs")
     p.add_argument("--jobs", required=True, help="JSON list of job dicts, or a JSON file")

@@ -119,4 +119,12 @@ def key_users() -> dict[str, tuple[str, tuple[str, ...]]]:
 def rmu_layers(method: Mapping[str, Any], num_layers: int) -> list[int]:
     """The decoder layers RMU steers and trains: the method's `layers`, else the last three."""
     default = [max(0, num_layers - 3), max(0, num_layers - 2), num_layers - 1]
-    return list(method.get("layers") or default)
+    layers = list(method.get("layers") or default)
+    outside = [layer for layer in layers if not 0 <= layer < num_layers]
+    if outside:
+        raise ValueError(
+            f"RMU layers {layers}: {outside} not among the model's {num_layers} decoder layers "
+            f"(0-{num_layers - 1}); set the method's `layers` for this model, or leave it out "
+            "for the last three"
+        )
+    return layers

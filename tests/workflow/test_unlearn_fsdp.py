@@ -78,6 +78,23 @@ def test_an_interrupted_fsdp_run_resumes_from_its_sharded_state(tmp_path: Path) 
         torch.testing.assert_close(b[key], value, rtol=1e-6, atol=1e-7)
 
 
+def test_an_fsdp_checkpoint_is_not_resumed_by_one_process_but_started_over(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job rerun on one GPU after an FSDP run was interrupted: the sharded training state
+    cannot load into one process (it raised KeyError 'optimizer'); the run starts over, says
+    why, and ends as a one-process run does."""
+    assert run_fsdp("npo_gdr", tmp_path / "run", epochs=2, stop_after=1) != 0
+    assert (checkpoint_folder(tmp_path / "run", 1) / "training_state").is_dir()
+    with caplog.at_level("WARNING"):
+        unlearner("npo_gdr", tmp_path / "run", epochs=2, batch_size=4).run()
+    assert "different training_state" in caplog.text
+    unlearner("npo_gdr", tmp_path / "single", epochs=2, batch_size=4).run()
+    a, b = published(tmp_path / "single", 2), published(tmp_path / "run", 2)
+    for key, value in a.items():
+        torch.testing.assert_close(b[key], value, rtol=0, atol=0)
+
+
 def test_the_published_fsdp_epoch_is_a_plain_hugging_face_folder(tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 

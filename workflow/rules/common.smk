@@ -68,6 +68,8 @@ SEED = config["seed"]
 # except models with `build_from`, fine-tuned here from a downloaded base (models.smk).
 MINIATURE = config["source"] == "miniature"
 HUB = {} if MINIATURE else config["hub"]
+# a local folder in place of the hub (hub.mirror): the download rules pass it on
+MIRROR_ARG = f"--mirror {HUB['mirror']}" if HUB.get("mirror") else ""
 WMDP_TOPICS = config["wmdp"]["topics"]
 # robustness: the attacks (relearn_s<N>, quantize_int<b>) and the benchmarks they apply to
 ATTACKS = attack_names(config)

@@ -33,10 +33,12 @@ for _benchmark in [] if MINIATURE else BENCHMARKS:
                 else ""
             ),
             out=lambda w, output: ancestor_named(output[0], "data"),
+            mirror=MIRROR_ARG,
         shell:
             "python -m bilevel_unlearning.cli download --what data"
             " --benchmark {params.benchmark} --datasets '{params.datasets}'"
-            " --topics {params.topics} {params.bio} --out {params.out} > {log} 2>&1"
+            " --topics {params.topics} {params.bio} {params.mirror} --out {params.out}"
+            " > {log} 2>&1"
 
     for _role, _model in hub_models(config, _benchmark).items():
         if not _model.get("repo"):
@@ -64,9 +66,11 @@ for _benchmark in [] if MINIATURE else BENCHMARKS:
                     if _model.get("tokenizer")
                     else ""
                 ),
+                mirror=MIRROR_ARG,
             shell:
                 "python -m bilevel_unlearning.cli download --what model --repo {params.repo}"
-                " {params.revision} {params.tokenizer} --out {output} > {log} 2>&1"
+                " {params.revision} {params.tokenizer} {params.mirror} --out {output}"
+                " > {log} 2>&1"
 
 
 # The base models that `build_from` entries name, each downloaded once.
@@ -92,9 +96,11 @@ for _folder, _model in BASE_MODELS.items():
             tokenizer=(
                 f"--tokenizer {_model['tokenizer']}" if _model.get("tokenizer") else ""
             ),
+            mirror=MIRROR_ARG,
         shell:
             "python -m bilevel_unlearning.cli download --what model --repo {params.repo}"
-            " {params.revision} {params.tokenizer} --out {output} > {log} 2>&1"
+            " {params.revision} {params.tokenizer} {params.mirror} --out {output}"
+            " > {log} 2>&1"
 
 
 if not MINIATURE:

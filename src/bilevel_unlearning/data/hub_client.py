@@ -177,6 +177,8 @@ def with_retries(
     for attempt in range(1, policy.attempts + 1):
         try:
             return call()
+        except MirrorMissingError:
+            raise  # its own message says where the mirror lacks the files
         except Exception as exc:
             kind = classify(exc)
             if kind in ("denied", "missing"):
@@ -265,3 +267,79 @@ class HfHubClient:
         table = datasets.load_dataset(repo_id, config, split=split, token=token_argument())
         sha, _ = self.repo_files(repo_id, "dataset", None)
         return [dict(row) for row in table], sha
+
+
+class MirrorMissingError(DownloadError):
+    """A repo or file the mirror does not hold; classified as missing, like the hub's 404."""
+
+    status_code = 404
+
+    @property
+    def response(self) -> MirrorMissingError:  # classify() reads response.status_code
+        return self
+
+
+@dataclass(frozen=True)
+class FolderHubClient:
+    """A local mirror in place of the hub, for air-gapped clusters and the rehearsal.
+
+    The mirror holds each repo's files at `{root}/{repo_id}/`, as `hf download <repo>
+    --local-dir {root}/<repo>` writes them (a dataset: its parquet conversion, `hf download
+    <repo> --repo-type dataset --revision refs/convert/parquet`). A repo's "commit" is a digest
+    of its file list and sizes; its files are checksummed again where they are written. The
+    revision is not looked up: a mirror holds one revision of each repo (recorded in provenance
+    by the download, as `revision_requested`)."""
+
+    root: Path
+
+    def _folder(self, repo_id: str) -> Path:
+        folder = Path(self.root) / repo_id
+        if not folder.is_dir():
+            raise MirrorMissingError(
+                f"the hub mirror {self.root} has no {repo_id}: put its files at {folder} "
+                f"(hf download {repo_id} --local-dir {folder}), or unset hub.mirror to use the hub"
+            )
+        return folder
+
+    def _files(self, folder: Path) -> list[str]:
+        return sorted(
+            p.relative_to(folder).as_posix()
+            for p in folder.rglob("*")
+            if p.is_file() and ".cache" not in p.relative_to(folder).parts
+        )
+
+    def repo_files(self, repo_id: str, repo_type: str, revision: str | None) -> tuple[str, list]:
+        import hashlib
+
+        folder = self._folder(repo_id)
+        files = self._files(folder)
+        listing = "\n".join(f"{f}\t{(folder / f).stat().st_size}" for f in files)
+        return "mirror-" + hashlib.sha256(listing.encode()).hexdigest()[:40], files
+
+    def snapshot(
+        self,
+        repo_id: str,
+        repo_type: str,
+        revision: str,
+        allow_patterns: Sequence[str],
+        local_dir: Path | None,
+    ) -> Path:
+        import shutil
+        from fnmatch import fnmatch
+
+        folder = self._folder(repo_id)
+        if local_dir is None:
+            return folder
+        for name in self._files(folder):
+            if any(fnmatch(name, pattern) for pattern in allow_patterns):
+                target = Path(local_dir) / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(folder / name, target)
+        return Path(local_dir)
+
+    def load_dataset(self, repo_id: str, config: str, split: str) -> tuple[Records, str | None]:
+        raise MirrorMissingError(
+            f"the hub mirror holds no parquet files of {repo_id} {config}/{split}: put them at "
+            f"{Path(self.root) / repo_id / config / split}/ (hf download {repo_id} --repo-type "
+            "dataset --revision refs/convert/parquet)"
+        )

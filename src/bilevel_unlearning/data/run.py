@@ -34,13 +34,16 @@ def download_step(
     from bilevel_unlearning.data import hub, hub_client, hub_sources
 
     try:
+        client = hub_client.FolderHubClient(mirror) if mirror else None
         if model is not None:
-            result = hub.download_model(model["repo"], out, model["revision"], model["tokenizer"])
+            result = hub.download_model(
+                model["repo"], out, model["revision"], model["tokenizer"], client
+            )
             log.info("downloaded %s at %s into %s", model["repo"], result["commit"], out)
             return
         if not benchmark:
             raise SystemExit("download --what data needs --benchmark")
-        source = hub_sources.MirrorSource(mirror) if mirror else None
+        source = hub_sources.HubSource(client) if client else None
         hub.download_benchmark(benchmark, out, datasets, topics, bio_forget_file, source)
         log.info("wrote the %s benchmark from the hub to %s", benchmark, out)
     except hub_client.DownloadError as exc:

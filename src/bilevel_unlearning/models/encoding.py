@@ -81,6 +81,12 @@ def qa_example(
     full_ids = encode(tokenizer, chat.render(tokenizer, question, answer))
     if full_ids[: len(prompt_ids)] != prompt_ids:
         raise ValueError("the chat template tokenizes the prompt differently inside the full text")
+    if len(prompt_ids) >= max_length:
+        raise ValueError(
+            f"the chat prompt of {question[:60]!r} takes {len(prompt_ids)} tokens and max_length "
+            f"is {max_length}: no answer token is left to train on or score. Raise the "
+            "benchmark's max_length (tofu.max_length and unlearn.tofu.max_length)."
+        )
     labels = [IGNORE] * len(prompt_ids) + full_ids[len(prompt_ids) :]
     return Example(tuple(full_ids[:max_length]), tuple(labels[:max_length]))
 

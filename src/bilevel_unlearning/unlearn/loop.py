@@ -368,7 +368,7 @@ class Unlearner:
             return 0
         recorded_file = checkpoint_folder(self.out, start) / FINGERPRINT_FILE
         recorded = json.loads(recorded_file.read_text()) if recorded_file.is_file() else {}
-        if recorded.get("sha256") == fingerprint_digest(self.fingerprint):
+        if recorded.get("sha256") == fingerprint_digest(self._made_from()):
             return start
         why = (
             "it has no fingerprint (an older version of the loop made it)"
@@ -388,7 +388,11 @@ class Unlearner:
         return 0
 
     def _made_from(self) -> dict[str, Any]:
-        return {**self.fingerprint, "loop_version": LOOP_VERSION}
+        # the training state's form: FSDP keeps the optimizer in DCP shards, one process in the
+        # state file; neither loads the other's, so a job rerun with another strategy (e.g. on
+        # fewer GPUs) starts over instead of failing on its first step
+        training_state = "sharded (DCP)" if self.sharded else "whole"
+        return {**self.fingerprint, "training_state": training_state, "loop_version": LOOP_VERSION}
 
     def run(self) -> list[StepRecord]:
         start = self._resumable_epoch()
@@ -473,8 +477,9 @@ class Unlearner:
         else:
             model.save_pretrained(folder, state_dict=published, safe_serialization=True)
         torch.save(state, folder / STATE_FILE)
-        made_from = {"sha256": fingerprint_digest(self.fingerprint), "made_from": self._made_from()}
-        (folder / FINGERPRINT_FILE).write_text(json.dumps(made_from, indent=2, default=str))
+        made_from = self._made_from()
+        recorded = {"sha256": fingerprint_digest(made_from), "made_from": made_from}
+        (folder / FINGERPRINT_FILE).write_text(json.dumps(recorded, indent=2, default=str))
 
     def _resume(self, epoch: int) -> None:
         """Load the weights, optimizer and scheduler of a finished epoch and its log."""

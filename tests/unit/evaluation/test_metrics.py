@@ -234,3 +234,48 @@ def test_token_stats_give_the_mean_and_spread_of_the_next_token_distribution(
 
 def test_privleak_is_undefined_not_a_crash_when_the_oracles_auc_is_zero() -> None:
     assert m.privleak(0.3, 0.0) is None
+
+
+def test_token_budget_batches_shrink_for_long_texts_and_keep_short_ones_whole() -> None:
+    from bilevel_unlearning.evaluation.likelihood import token_budget_batches
+
+    lengths = [10, 3000, 12, 2000, 11, 5000]
+    assert token_budget_batches(lengths, 4, batch_tokens=1 << 16) == [[0, 4, 2, 3], [1, 5]]
+    batches = token_budget_batches(lengths, 4, batch_tokens=4096)
+    assert batches == [[0, 4, 2], [3], [1], [5]]  # 2 x 3000 > 4096; 5000 goes alone
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+
+
+def test_bounded_likelihood_passes_equal_the_whole_pass(tiny_model: Any, tokenizer: Any) -> None:
+    """Spans of positions through the output layer and token-budget batches change how much is
+    alive at once, not the scores; below the bounds they change no bit."""
+    from bilevel_unlearning.evaluation import likelihood
+
+    texts = ["alpha beta gamma delta " * k for k in (1, 3, 7, 12)]
+    examples = [text_scoring_example(tokenizer, t, None) for t in texts]
+    pad = tokenizer.pad_token_id
+    whole = list(likelihood._scored_batches(tiny_model, examples, pad, 4, True))
+    # the same batch, its log-probabilities taken over spans of one position per example
+    vocab = tiny_model.get_output_embeddings().out_features
+    tight = list(
+        likelihood._scored_batches(tiny_model, examples, pad, 4, True, (1 << 16, 4 * vocab))
+    )
+    assert len(whole) == len(tight) == 1
+    by_example = {}
+    for chunk, picked, (mu, sigma), labels in tight:
+        for row, index in enumerate(chunk):
+            n = int((labels[row] != -100).sum())
+            by_example[index] = (picked[row][:n], mu[row][:n], sigma[row][:n])
+    chunk, picked, (mu, sigma), labels = whole[0]
+    for row, index in enumerate(chunk):
+        n = int((labels[row] != -100).sum())
+        for a, b in zip(
+            (picked[row][:n], mu[row][:n], sigma[row][:n]), by_example[index], strict=True
+        ):
+            torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)
+    # below the bounds: bit for bit what the model's own logits give
+    with torch.no_grad():
+        ids = torch.tensor([examples[3].input_ids])
+        reference = torch.log_softmax(tiny_model(input_ids=ids).logits.float()[:, :-1], dim=-1)
+    own = reference.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)[0]
+    assert likelihood.labelled_logprobs(tiny_model, [examples[3]], pad)[0] == own.double().tolist()

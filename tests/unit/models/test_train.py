@@ -56,8 +56,11 @@ def test_qa_example_learns_only_the_answer_and_eos(tokenizer: Any) -> None:
 
 def test_qa_example_is_cut_to_max_length(tokenizer: Any) -> None:
     full = qa_example(tokenizer, "Who?", "A rather long answer with several words.", 512)
-    cut = qa_example(tokenizer, "Who?", "A rather long answer with several words.", 7)
-    assert cut.input_ids == full.input_ids[:7] and cut.labels == full.labels[:7]
+    prompt = sum(label == -100 for label in full.labels)
+    cut = qa_example(tokenizer, "Who?", "A rather long answer with several words.", prompt + 2)
+    assert cut.input_ids == full.input_ids[: prompt + 2] and cut.labels == full.labels[: prompt + 2]
+    with pytest.raises(ValueError, match=f"takes {prompt} tokens and max_length is {prompt}"):
+        qa_example(tokenizer, "Who?", "A rather long answer.", prompt)  # nothing left to score
 
 
 def test_text_example_learns_every_token(tokenizer: Any) -> None:

@@ -359,6 +359,8 @@ def test_catalog_defaults_are_what_the_losses_read():
     assert methods.key_users()["kl_form"] == ("retain_loss", ("kl",))
     assert methods.key_users()["sampling_ratio"] == ("forget_loss", ("ga", "npo", "simnpo"))
     assert methods.rmu_layers({}, 8) == [5, 6, 7] and methods.rmu_layers({"layers": [1]}, 8) == [1]
+    with pytest.raises(ValueError, match=r"\[5, 6, 7\] not among the model's 2 decoder layers"):
+        methods.rmu_layers({"layers": [5, 6, 7]}, 2)  # was an IndexError deep in the hooks
 
 
 @pytest.mark.parametrize(
