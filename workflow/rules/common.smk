@@ -192,7 +192,9 @@ def eval_files(benchmark):
 
 def launcher(gpus):
     """One process, or accelerate with envs/accelerate.yaml (runtime.launch_command)."""
-    return launch_command(gpus, Path(workflow.basedir).parent / "envs" / "accelerate.yaml")
+    return launch_command(
+        gpus, Path(workflow.basedir).parent / "envs" / "accelerate.yaml"
+    )
 
 
 def strategy(benchmark, gpus):
