@@ -46,12 +46,13 @@ test-fast: setup
 # local hub mirror, then config/paper.yaml + config/rehearsal.yaml (scale only) through the real
 # download code, launcher (2 gloo processes: FSDP2 and DDP), precision mixed and DCP checkpoints,
 # to tables and figures. From nothing each time: the mirror is regenerated in seconds.
+REHEARSAL := .rehearsal
 rehearse: setup
-	rm -rf .rehearsal results_rehearsal
+	rm -rf $(REHEARSAL) && mkdir -p $(REHEARSAL)/run && cp -r config $(REHEARSAL)/run/config
 	$(BIN)/python -m bilevel_unlearning.cli rehearsal-hub --configfile config/paper.yaml \
-		config/rehearsal.yaml --out .rehearsal/hub \
-		--bio-forget-file .rehearsal/gated/bio_remove_dataset.jsonl
-	$(BIN)/snakemake all --profile profiles/rehearsal $(SNAKEMAKE_ARGS)
+		config/rehearsal.yaml --out $(REHEARSAL)/hub \
+		--bio-forget-file $(REHEARSAL)/run/gated/bio_remove_dataset.jsonl
+	$(BIN)/snakemake all --profile profiles/rehearsal --directory $(REHEARSAL)/run $(SNAKEMAKE_ARGS)
 
 SEEDS ?= 5
 EXPECTED ?= tiny default
@@ -90,4 +91,4 @@ format: setup
 	$(BIN)/snakefmt workflow
 
 clean:
-	rm -rf results .snakemake .rehearsal results_rehearsal
+	rm -rf results .snakemake .rehearsal

@@ -102,3 +102,22 @@ def test_the_learning_rate_schedule_steps_once_per_optimizer_step_under_ddp(tmp_
     rates = [entry["learning_rate"] for entry in logged]
     assert rates == pytest.approx([r.values["learning_rate"] for r in single.records])
     assert rates == pytest.approx([1e-3 * (1 - k / 4) for k in range(4)])
+
+
+def test_rmu_training_all_it_reaches_runs_under_ddp_as_in_one_process(tmp_path: Path) -> None:
+    """TOFU's RMU (`trainable: all`, open-unlearning) steers layer 0 of 3: the later layers,
+    the final norm and the output layer get no gradient. DDP stopped on them ("parameters that
+    were not used in producing loss"); frozen, the run equals one process's, and they keep
+    their start values in both."""
+    rmu = {"forget_loss": "rmu", "retain_loss": "rmu", "rule": "weighted_sum", "gamma": 100.0}
+    rmu |= {"layers": [0], "steering_coefficient": 6.5, "trainable": "all"}
+    run_two_processes(tmp_path / "ddp", 4, 8, rmu)
+    single = unlearner("blur_npo", tmp_path / "single", epochs=2, batch_size=4, overrides=rmu)
+    single.run()
+    ddp = load_file(tmp_path / "ddp" / "epoch_2" / "model.safetensors")
+    one = load_file(tmp_path / "single" / "epoch_2" / "model.safetensors")
+    start = tiny_model().state_dict()
+    for key, value in one.items():
+        torch.testing.assert_close(ddp[key], value, rtol=1e-5, atol=1e-6)
+        reached = key.startswith(("model.embed_tokens", "model.layers.0."))
+        assert torch.equal(value, start[key]) != reached, key  # moved exactly where reached

@@ -70,12 +70,22 @@ class Objective:
         return methods.rmu_layers(self.config, len(decoder_layers(model)))
 
     def trainable(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
-        """All parameters, or for RMU only mlp.down_proj of the chosen layers (others frozen)
-        unless the method says `trainable: all` (open-unlearning's TOFU RMU)."""
-        if self.forget != "rmu" or self.config.get("trainable") == "all":
+        """All parameters; for RMU only mlp.down_proj of the chosen layers (others frozen), or
+        with `trainable: all` (open-unlearning's TOFU RMU) every parameter its losses reach:
+        the embeddings and the layers up to the steered one. The later layers, the final norm
+        and the output layer get no gradient from RMU's losses, so they never moved; frozen,
+        DDP does not wait for their gradients (it stopped with "parameters that were not used
+        in producing loss")."""
+        if self.forget != "rmu":
             return list(model.parameters())
         model.requires_grad_(False)
-        chosen = [decoder_layers(model)[i].mlp.down_proj.weight for i in self.rmu_layers(model)]
+        layers = decoder_layers(model)
+        if self.config.get("trainable") == "all":
+            steered = max(self.rmu_layers(model))
+            reached = [model.get_input_embeddings(), *layers[: steered + 1]]
+            chosen = list(dict.fromkeys(p for m in reached for p in m.parameters()))
+        else:
+            chosen = [layers[i].mlp.down_proj.weight for i in self.rmu_layers(model)]
         for parameter in chosen:
             parameter.requires_grad_(True)
         return chosen
