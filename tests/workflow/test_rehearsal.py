@@ -1,6 +1,7 @@
 """A slice of `make rehearse`: the paper config through the hub mirror, the real launcher and
 precision mixed, one method per benchmark (MUSE under FSDP2 over 2 gloo processes, TOFU under
-DDP, WMDP in one process), each to its evaluation."""
+DDP, WMDP in one process); MUSE and WMDP to their evaluation (TOFU's, over Llama-3.2's 128,256
+logits in bf16, takes minutes on a CPU: the whole rehearsal runs it)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ TARGETS = {
     "tofu": ("npo_gdr-forget10", 1),
     "wmdp": ("rmu", 1),
 }
+EVALUATED = ("muse_news", "wmdp")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,12 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Path:
     targets = [
         f"results/{benchmark}/eval/{name}/none/epoch_{epoch}.json"
         for benchmark, (name, epoch) in TARGETS.items()
-    ] + ["results/muse_news/eval/target/none/epoch_0.json"]
+        if benchmark in EVALUATED
+    ]
+    targets += [
+        "results/muse_news/eval/target/none/epoch_0.json",
+        f"results/tofu/unlearn/{TARGETS['tofu'][0]}/train_log.jsonl",
+    ]
     profile = ["--profile", str(REPO / "profiles/rehearsal")]
     done = run_snakemake(run, *profile, *targets, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
@@ -67,19 +74,17 @@ def test_each_benchmark_runs_as_the_cluster_runs_it(rehearsal: Path) -> None:
         log = train_log(rehearsal, benchmark, name)
         assert log and all(math.isfinite(r["forget_loss"]) for r in log)
         strategies[benchmark] = log[0]["processes"]
-        provenance = json.loads(
-            (rehearsal / f"results/{benchmark}/unlearn/{name}/epoch_1/provenance.json").read_text()
-        )
-        assert provenance["precision"] == "mixed"
     assert strategies == {"muse_news": 2, "tofu": 2, "wmdp": 1}
     job_log = (rehearsal / "results/logs/unlearn/muse_news/ga.log").read_text()
     assert "FSDP2" in job_log
 
 
 def test_evaluations_score_the_mirrors_models_with_pad_as_eos(rehearsal: Path) -> None:
-    for benchmark, (name, epoch) in TARGETS.items():
+    for benchmark in EVALUATED:
+        name, epoch = TARGETS[benchmark]
         path = rehearsal / f"results/{benchmark}/eval/{name}/none/epoch_{epoch}.json"
         record = json.loads(path.read_text())
+        assert record["provenance"]["precision"] == "mixed"
         values = [v for v in record["metrics"].values() if isinstance(v, float)]
         assert values and all(math.isfinite(v) for v in values), record["metrics"]
     target = rehearsal / "results/muse_news/eval/target/none/epoch_0.json"
