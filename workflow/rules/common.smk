@@ -26,6 +26,7 @@ from bilevel_unlearning.data.miniature import LM_EVAL_TASKS
 from bilevel_unlearning.metric_catalog import RESULT_FORMAT
 from bilevel_unlearning.report.jobs import figure_jobs, part_tables, table_jobs
 from bilevel_unlearning.report.jobs import part_outputs as _part_outputs
+from bilevel_unlearning.report.jobs import evaluation_results
 from bilevel_unlearning.report.jobs import part_results as _part_results
 from bilevel_unlearning.models.recipes import (
     base_models,

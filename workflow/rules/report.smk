@@ -153,7 +153,7 @@ if config["source"] == "hub":
 
     rule compare_reference:
         input:
-            results=USED_RESULTS,
+            results=evaluation_results(USED_RESULTS),
             reference="config/reference_results.yaml",
         output:
             "paper_figures/reference_comparison.md",

@@ -221,3 +221,9 @@ def part_results(
     """Every result file a part's tables and figures read (its manifest records each)."""
     jobs = [job for name, job in {**tables, **figures}.items() if part_of(name) == part]
     return sorted({f for job in jobs for f in job.inputs})
+
+
+def evaluation_results(paths: Sequence[str]) -> list[str]:
+    """The evaluation JSONs among a part's inputs: the comparison with published numbers
+    reads results, not F1's step logs (train_log.jsonl) that the part also reads."""
+    return [p for p in paths if p.endswith(".json") and "/eval/" in p]

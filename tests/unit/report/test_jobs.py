@@ -7,7 +7,7 @@ import copy
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, shipped_config
 
 from bilevel_unlearning.report import jobs
 from bilevel_unlearning.runs import eval_path, family, relearn_steps, table_rows
@@ -112,3 +112,15 @@ def test_a_line_gets_a_band_only_where_seeds_spread() -> None:
     (band,) = ax.collections
     assert band.get_paths()[0].vertices[:, 1].max() == 2.5
     plt.close("all")
+
+
+def test_the_reference_comparison_reads_evaluations_not_step_logs() -> None:
+    """The paper config's part reads F1's train_log.jsonl files too; the comparison with
+    published numbers read them as JSON and stopped (found by the rehearsal)."""
+    paper = shipped_config("paper.yaml")
+    used = jobs.part_results(jobs.table_jobs(paper), jobs.figure_jobs(paper), "paper")
+    logs = [p for p in used if p.endswith("train_log.jsonl")]
+    assert logs, "F1 reads step logs: the case this test guards"
+    chosen = jobs.evaluation_results(used)
+    assert not set(logs) & set(chosen)
+    assert set(used) - set(chosen) == set(logs)
