@@ -56,6 +56,9 @@ for _benchmark in BENCHMARKS:
             " --attack {wildcards.attack} {params.numerics} --out {output} > {log} 2>&1"
 
 
-rule evaluate:
+# Every configured epoch of every run (`snakemake all_epochs`): `all` requests only the
+# evaluations the tables, figures and manifest read (report.smk), less than half on the paper
+# config.
+rule all_epochs:
     input:
         [eval_files(b) for b in BENCHMARKS],
