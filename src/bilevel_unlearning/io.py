@@ -105,6 +105,57 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def weight_files(path: str | os.PathLike[str]) -> list[Path]:
+    """A model folder's weight files (one, or the shards of a large model), for checksums:
+    safetensors, else the pytorch .bin files of an older repo (transformers loads either)."""
+    folder = Path(path)
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    if not files:
+        raise FileNotFoundError(
+            f"{path} holds no weights (*.safetensors or pytorch_model*.bin): the folder is "
+            "incomplete or was not written by this pipeline; delete it and rerun the rule that "
+            "makes it"
+        )
+    return files
+
+
+# Beside a model folder's weights: each file's SHA-256 with the size and modification time it
+# was hashed at, so the 13.5 GB of a 7B model are hashed once when written, not by every
+# evaluation and every process of every run that reads them.
+CHECKSUMS_FILE = "checksums.sha256.json"
+
+
+def _stamp(path: Path) -> dict[str, int]:
+    stat = path.stat()
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def record_checksums(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Hash files once and record the digests in their folder's CHECKSUMS_FILE (one folder)."""
+    files = [Path(p) for p in paths]
+    folders = {f.parent for f in files}
+    if len(folders) != 1:
+        raise ValueError(f"record_checksums takes the files of one folder, got {sorted(folders)}")
+    entries = {f.name: {"sha256": sha256_file(f), **_stamp(f)} for f in files}
+    (files[0].parent / CHECKSUMS_FILE).write_text(json.dumps(entries, indent=2, sort_keys=True))
+
+
+def recorded_sha256(path: str | os.PathLike[str]) -> str:
+    """A file's SHA-256: the one recorded beside it when the file still has the size and
+    modification time it was hashed at (so an edited or replaced file is hashed again, never
+    reported stale), else computed now."""
+    path = Path(path)
+    record = path.parent / CHECKSUMS_FILE
+    if record.is_file():
+        try:
+            entry = json.loads(record.read_text(encoding="utf-8")).get(path.name)
+        except json.JSONDecodeError:
+            entry = None
+        if entry and {k: entry.get(k) for k in ("bytes", "mtime_ns")} == _stamp(path):
+            return entry["sha256"]
+    return sha256_file(path)
+
+
 def sha256_tree(root: str | os.PathLike[str]) -> dict[str, str]:
     """SHA-256 of every file under a folder, keyed by relative path (sorted, so stable)."""
     root = Path(root)

@@ -26,6 +26,7 @@ LOOP_KEYS = (
     "micro_batch_size",
     "max_length",
     "forget_lengths",
+    "corpus_form",
     "schedule",
     "warmup_steps",
     "warmup_epochs",

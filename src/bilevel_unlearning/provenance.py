@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from bilevel_unlearning.io import sha256_file
+from bilevel_unlearning.io import recorded_sha256, weight_files
 from bilevel_unlearning.numerics import numerics_record
 
 CONFIG_HASH_VARIABLE = "BILEVEL_CONFIG_SHA256"  # set by the workflow for every job
@@ -47,8 +47,9 @@ def package_versions() -> dict[str, str | None]:
 
 
 def checksums(paths: Sequence[Path], key: str = "path") -> dict[str, str]:
-    """SHA-256 of each file, keyed by its path (or its name: key "name")."""
-    return {(p.name if key == "name" else str(p)): sha256_file(p) for p in paths}
+    """SHA-256 of each file, keyed by its path (or its name: key "name"); a model's weights
+    are read from the checksums recorded when they were written (io.recorded_sha256)."""
+    return {(p.name if key == "name" else str(p)): recorded_sha256(p) for p in paths}
 
 
 def provenance(
@@ -84,7 +85,6 @@ def evaluation_provenance(
 ) -> dict[str, Any]:
     """What an evaluation ran on: the code's commit, the config's hash, the device, the
     packages, and the SHA-256 of the weights and data files it read."""
-    from bilevel_unlearning.models.hf import weight_files
     from bilevel_unlearning.runtime import compute_device, device_name
 
     return {
@@ -110,7 +110,6 @@ def attack_provenance(
 ) -> dict[str, Any]:
     """What made an attacked model: the attacked weights' and data files' SHA-256, the
     attack's settings and seed."""
-    from bilevel_unlearning.models.hf import weight_files
 
     record = provenance(seed, settings, data_files, **extra)
     return {

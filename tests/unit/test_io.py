@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bilevel_unlearning import io
 from bilevel_unlearning.io import (
     UnreadableFileError,
     atomic_path,
@@ -150,3 +151,38 @@ def test_a_tokenizer_folder_without_its_vocabulary_says_which_file_is_missing(
     write_text(folder / "tokenizer_config.json", "{}")
     with pytest.raises(FileNotFoundError, match=r"no vocabulary file \(tokenizer\.json"):
         load_tokenizer(folder)
+
+
+def test_recorded_checksums_are_reused_while_the_files_are_unchanged_and_never_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model's weights are hashed once when written; a file edited or replaced after that
+    is hashed again, never reported with its old digest."""
+    shards = [tmp_path / f"model-0000{i}-of-00002.safetensors" for i in (1, 2)]
+    for i, shard in enumerate(shards):
+        shard.write_bytes(bytes([i]) * 1000)
+    io.record_checksums(shards)
+    hashed: list[str] = []
+    real = io.sha256_file
+    monkeypatch.setattr(io, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+    assert io.recorded_sha256(shards[0]) == hashlib.sha256(b"\0" * 1000).hexdigest()
+    assert hashed == []  # read from the record
+    shards[1].write_bytes(bytes([7]) * 1000)  # same size, other bytes
+    os.utime(shards[1], ns=(1, 1))  # a replaced file: another modification time
+    assert io.recorded_sha256(shards[1]) == hashlib.sha256(bytes([7]) * 1000).hexdigest()
+    assert hashed == [shards[1].name]
+    with pytest.raises(ValueError, match="one folder"):
+        io.record_checksums([shards[0], tmp_path / "elsewhere" / "x.bin"])
+
+
+def test_weight_files_take_bin_weights_where_a_folder_has_no_safetensors(tmp_path: Path) -> None:
+    (tmp_path / "pytorch_model-00001-of-00002.bin").write_bytes(b"w")
+    (tmp_path / "pytorch_model-00002-of-00002.bin").write_bytes(b"w")
+    assert [p.name for p in io.weight_files(tmp_path)] == [
+        "pytorch_model-00001-of-00002.bin",
+        "pytorch_model-00002-of-00002.bin",
+    ]
+    (tmp_path / "model.safetensors").write_bytes(b"w")
+    assert [p.name for p in io.weight_files(tmp_path)] == ["model.safetensors"]
+    with pytest.raises(FileNotFoundError, match="no weights"):
+        io.weight_files(tmp_path / "empty")

@@ -46,8 +46,10 @@ from bilevel_unlearning.data.lm_eval_tasks import check_topics, task_files, writ
 from bilevel_unlearning.io import (
     atomic_path,
     read_jsonl,
+    record_checksums,
     sha256_file,
     sha256_tree,
+    weight_files,
     write_json,
     write_jsonl,
 )
@@ -415,6 +417,7 @@ def download_model(
             )
         shutil.rmtree(tmp / ".cache", ignore_errors=True)  # huggingface_hub's download metadata
         check_model_folder(tmp, repo_id)
+        record_checksums(weight_files(tmp))  # hashed once here, read by every job after
         provenance = {
             "source": "hub",
             "repo_id": repo_id,

@@ -26,9 +26,10 @@ def encode(tokenizer: Any, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=not has_bos)["input_ids"]
 
 
-def text_example(tokenizer: Any, text: str, max_length: int) -> Example:
-    """A document followed by EOS, every token learned, cut to max_length."""
-    ids = [*encode(tokenizer, text), tokenizer.eos_token_id][:max_length]
+def text_example(tokenizer: Any, text: str, max_length: int, eos: bool = True) -> Example:
+    """A document (BOS first) followed by EOS unless `eos` is False, every token learned, cut
+    to max_length."""
+    ids = [*encode(tokenizer, text), *([tokenizer.eos_token_id] if eos else [])][:max_length]
     return Example(tuple(ids), tuple(ids))
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from bilevel_unlearning.io import atomic_path
+from bilevel_unlearning.io import atomic_path, record_checksums, weight_files
 from bilevel_unlearning.runtime import compute_device, compute_dtype
 
 PROVENANCE_FILE = "provenance.json"
@@ -47,6 +47,7 @@ def write_model_folder(
     """Weights (safetensors), config, tokenizer and provenance into an existing folder;
     `state_dict`: the full weights of a sharded model, gathered by the caller."""
     model.save_pretrained(folder, state_dict=state_dict, safe_serialization=True)
+    record_checksums(weight_files(folder))
     tokenizer.save_pretrained(folder)
     (folder / PROVENANCE_FILE).write_text(json.dumps(dict(provenance), indent=2, sort_keys=True))
 
@@ -84,17 +85,6 @@ def load_model(
         return model.eval()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=compute_dtype(precision))
     return model.to(device).eval()
-
-
-def weight_files(path: str | os.PathLike[str]) -> list[Path]:
-    """A model folder's weight files (one, or the shards of a large model), for checksums."""
-    files = sorted(Path(path).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(
-            f"{path} holds no *.safetensors weights: the folder is incomplete or was not written "
-            "by this pipeline; delete it and rerun the rule that makes it"
-        )
-    return files
 
 
 def load_tokenizer(path: str | os.PathLike[str]) -> Any:

@@ -1,12 +1,18 @@
 """Unlearning batches for each benchmark, built the way the paper's code builds them.
 
 - MUSE: the forget text as one token stream cut into fixed-length chunks, each led by BOS; the
-  retain chunks are paired with forget chunks by index, modulo the retain length.
+  retain chunks are paired with forget chunks by index, modulo the retain length. Corpus form
+  `authors` (MUSE's and the BLUR authors' dataset.py): the documents joined by "\n\n" into one
+  text, tokenized once, the short last chunk filled from the first chunk; `documents`: EOS
+  after each document, the short last chunk kept.
 - TOFU: chat-formatted question-answer pairs with loss on the answer tokens only; each epoch's
   k-th forget item is paired with the k-th item of a fresh seeded permutation of the whole
   retain set (TOFU's code draws a random retain item for each forget item).
 - WMDP: documents truncated to a per-topic length, batches alternating between the topics
-  (the RMU control vector is per topic); retain documents truncated to their own length.
+  (the RMU control vector is per topic); retain documents truncated to their own length and
+  paired by index. Corpus form `authors` (the BLUR authors' rmu/utils.py and unlearn_bi.py):
+  each forget-corpus line fed as it stands in the file (the raw JSON line), BOS and no EOS,
+  batches in file order; `documents`: the decoded `text` with EOS, batches shuffled per epoch.
 
 A micro-batch carries a forget batch, the paired retain batch (or none), its topic index and
 its weight in the global batch.
@@ -57,29 +63,56 @@ class UnlearnData:
     # the retain length, MUSE's pairing) or "permutation" (TOFU: the epoch's k-th forget example
     # with the k-th item of a fresh seeded permutation of the whole retain set)
     retain_pairing: str = "index"
+    # the forget examples' order in each epoch: "shuffled" (a seeded permutation per epoch and
+    # topic) or "file" (as read: the BLUR authors' RMU batches its corpora in file order)
+    forget_order: str = "shuffled"
 
 
-def stream_chunks(tokenizer: Any, texts: Sequence[str], length: int) -> list[Example]:
-    """The texts as one token stream (EOS between texts) cut into BOS + (length - 1) tokens."""
+CORPUS_FORMS = ("authors", "documents")
+MUSE_DOCUMENT_SEPARATOR = "\n\n"  # MUSE's load_data.py joins the raw texts with it
+
+
+def _check_form(form: str) -> None:
+    if form not in CORPUS_FORMS:
+        raise ValueError(f"corpus_form {form!r}: expected one of {', '.join(CORPUS_FORMS)}")
+
+
+def stream_tokens(tokenizer: Any, texts: Sequence[str], form: str) -> list[int]:
+    """The texts as one token stream: joined by a blank line and tokenized once (authors), or
+    each tokenized with EOS after it (documents)."""
+    _check_form(form)
+    if form == "authors":
+        text = MUSE_DOCUMENT_SEPARATOR.join(texts)
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
     stream: list[int] = []
     for text in texts:
         stream += tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    body = length - 1
-    chunks = [stream[i : i + body] for i in range(0, len(stream), body)]
-    return [
-        Example((tokenizer.bos_token_id, *c), (tokenizer.bos_token_id, *c))
-        for c in chunks
-        if len(c) > 1
-    ]
+    return stream
 
 
-def muse_data(tokenizer: Any, data_dir: Path, length: int) -> UnlearnData:
-    forget = stream_chunks(
-        tokenizer, [r["text"] for r in read_jsonl(data_dir / "raw/forget.jsonl")], length
-    )
-    retain = stream_chunks(
-        tokenizer, [r["text"] for r in read_jsonl(data_dir / "raw/retain1.jsonl")], length
-    )
+def stream_chunks(
+    tokenizer: Any, texts: Sequence[str], length: int, form: str = "authors"
+) -> list[Example]:
+    """The texts' token stream cut into BOS + (length - 1) tokens. A short last chunk is
+    filled from the first chunk, BOS included, up to `length` (authors: MUSE's dataset.py
+    rotates it so), or kept short (documents; a lone token is dropped: it predicts nothing)."""
+    stream = stream_tokens(tokenizer, texts, form)
+    body, bos = length - 1, tokenizer.bos_token_id
+    chunks = [[bos, *stream[i : i + body]] for i in range(0, len(stream), body)]
+    if form == "authors":
+        if chunks and len(chunks[-1]) < length:
+            chunks[-1] = (chunks[-1] + chunks[0])[:length]
+    else:
+        chunks = [c for c in chunks if len(c) > 2]
+    return [Example(tuple(c), tuple(c)) for c in chunks]
+
+
+def muse_data(tokenizer: Any, data_dir: Path, length: int, form: str = "authors") -> UnlearnData:
+    def chunks(name: str) -> list[Example]:
+        texts = [r["text"] for r in read_jsonl(data_dir / f"raw/{name}.jsonl")]
+        return stream_chunks(tokenizer, texts, length, form)
+
+    forget, retain = chunks("forget"), chunks("retain1")
     return UnlearnData((tuple(forget),), tuple(retain), tokenizer.pad_token_id)
 
 
@@ -101,36 +134,58 @@ def tofu_data(
     return UnlearnData((forget,), retain, tokenizer.pad_token_id, retain_pairing="permutation")
 
 
+def corpus_lines(path: Path) -> list[str]:
+    """A JSONL file's non-empty lines as they stand, newline included: what the BLUR authors'
+    RMU feeds for a forget corpus (rmu/utils.py reads each line and never decodes it)."""
+    with path.open(encoding="utf-8") as handle:
+        return [line for line in handle if line.strip()]
+
+
+def wmdp_forget_examples(tokenizer: Any, path: Path, length: int, form: str) -> tuple[Example, ...]:
+    """One topic's forget documents: raw lines with BOS and no EOS (authors), or the decoded
+    `text` with EOS (documents), each truncated to `length` tokens."""
+    _check_form(form)
+    if form == "authors":
+        return tuple(
+            text_example(tokenizer, line, length, eos=False) for line in corpus_lines(path)
+        )
+    return tuple(text_example(tokenizer, r["text"], length) for r in read_jsonl(path))
+
+
 def wmdp_data(
     tokenizer: Any,
     data_dir: Path,
     topics: Sequence[str],
     lengths: Mapping[str, int],
     retain_length: int,
+    form: str = "authors",
 ) -> UnlearnData:
     forget = tuple(
-        tuple(
-            text_example(tokenizer, r["text"], lengths[topic])
-            for r in read_jsonl(data_dir / f"corpora/{topic}-forget-corpus.jsonl")
+        wmdp_forget_examples(
+            tokenizer, data_dir / f"corpora/{topic}-forget-corpus.jsonl", lengths[topic], form
         )
         for topic in topics
     )
     retain = tuple(
-        text_example(tokenizer, r["text"], retain_length)
+        text_example(tokenizer, r["text"], retain_length, eos=form != "authors")
         for r in read_jsonl(data_dir / "wikitext/wikitext-2-raw-v1-test.jsonl")
         if r["text"].strip()
     )
-    return UnlearnData(forget, retain, tokenizer.pad_token_id)
+    order = "file" if form == "authors" else "shuffled"
+    return UnlearnData(forget, retain, tokenizer.pad_token_id, forget_order=order)
 
 
 def _global_batches(
     data: UnlearnData, global_batch: int, generator: torch.Generator
 ) -> list[tuple[int, list[int]]]:
-    """One epoch's global batches as (topic, example indices): each topic shuffled and batched
-    alone, the topics' batches interleaved round by round (bio, cyber, bio, ... on WMDP)."""
+    """One epoch's global batches as (topic, example indices): each topic shuffled (or in file
+    order) and batched alone, the topics' batches interleaved round by round (bio, cyber, bio,
+    ... on WMDP)."""
     per_topic = []
     for topic, examples in enumerate(data.forget):
-        order = torch.randperm(len(examples), generator=generator).tolist()
+        order = list(range(len(examples)))
+        if data.forget_order == "shuffled":
+            order = torch.randperm(len(examples), generator=generator).tolist()
         per_topic.append(
             [(topic, order[s : s + global_batch]) for s in range(0, len(order), global_batch)]
         )

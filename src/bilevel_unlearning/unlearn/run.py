@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 
 
 def muse_batches(tokenizer: Any, data_dir: Path, settings: Mapping) -> UnlearnData:
-    return muse_data(tokenizer, data_dir, settings["max_length"])
+    return muse_data(
+        tokenizer, data_dir, settings["max_length"], settings.get("corpus_form", "authors")
+    )
 
 
 def tofu_batches(tokenizer: Any, data_dir: Path, settings: Mapping) -> UnlearnData:
@@ -50,7 +52,8 @@ def tofu_batches(tokenizer: Any, data_dir: Path, settings: Mapping) -> UnlearnDa
 def wmdp_batches(tokenizer: Any, data_dir: Path, settings: Mapping) -> UnlearnData:
     topics = settings["topics"]
     lengths = {topic: settings["forget_lengths"][topic] for topic in topics}
-    return wmdp_data(tokenizer, data_dir, topics, lengths, settings["max_length"])
+    form = settings.get("corpus_form", "authors")
+    return wmdp_data(tokenizer, data_dir, topics, lengths, settings["max_length"], form)
 
 
 UNLEARN_DATA = {"muse": muse_batches, "tofu": tofu_batches, "wmdp": wmdp_batches}

@@ -27,7 +27,7 @@ from huggingface_hub.errors import (
 
 from bilevel_unlearning.cli import main
 from bilevel_unlearning.data import hub, hub_client, hub_sources, layout
-from bilevel_unlearning.io import read_json, read_jsonl, sha256_file
+from bilevel_unlearning.io import CHECKSUMS_FILE, read_json, read_jsonl, sha256_file
 
 SECRET = "hf_TESTtokenDoNotLeak0123456789"
 NO_WAIT = hub_client.RetryPolicy(attempts=4, base_delay=1.0, sleep=lambda s: None)
@@ -487,9 +487,13 @@ def test_model_download_writes_a_folder_with_provenance(tmp_path: Path) -> None:
             "model-00002-of-00002.safetensors",
             "model.safetensors.index.json",
             "provenance.json",
+            CHECKSUMS_FILE,
             *TOKENIZER_FILES,
         ]
     )
+    recorded = read_json(out / CHECKSUMS_FILE)  # the weights, hashed once at download
+    assert sorted(recorded) == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    assert all(recorded[n]["sha256"] == sha256_file(out / n) for n in recorded)
     assert read_json(out / "provenance.json") == provenance
     assert provenance["commit"] == FakeHub.SHA and provenance["revision_requested"] == "v1"
     assert provenance["files"]["config.json"] == sha256_file(out / "config.json")

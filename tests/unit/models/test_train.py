@@ -188,3 +188,19 @@ def test_huge_learning_rate_raises_floating_point_error(
 ) -> None:
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         train(tokenizer, documents, epochs=3, learning_rate=1e30)
+
+
+def test_a_model_folder_of_bin_weights_loads_like_safetensors(
+    tiny_model: Any, tokenizer: Any, tmp_path: Path
+) -> None:
+    """Older hub repos ship only pytorch_model*.bin: such a folder loads and is checksummed."""
+    from bilevel_unlearning.io import weight_files
+    from bilevel_unlearning.models.hf import load_model
+
+    tiny_model.config.save_pretrained(tmp_path)  # transformers itself writes safetensors only
+    torch.save(tiny_model.state_dict(), tmp_path / "pytorch_model.bin")
+    tokenizer.save_pretrained(tmp_path)
+    assert [p.suffix for p in weight_files(tmp_path)] == [".bin"]
+    loaded = load_model(tmp_path, "float32", "cpu")
+    for name, value in tiny_model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
