@@ -218,6 +218,13 @@ def cmd_sanity_report(args: argparse.Namespace) -> None:
 def cmd_download(args: argparse.Namespace) -> None:
     from bilevel_unlearning.data.run import download_step
 
+    if args.what == "retain-log":
+        from bilevel_unlearning.data.run import retain_log_step
+
+        if not (args.repo and args.path):
+            raise SystemExit("download --what retain-log needs --repo and --path")
+        retain_log_step(args.repo, args.path, Path(args.out), args.mirror)
+        return
     model = None
     if args.what == "model":
         if not args.repo:
@@ -269,13 +276,14 @@ def cmd_rehearsal_hub(args: argparse.Namespace) -> None:
 def add_hub_commands(sub: Any) -> None:
     """The `download` and `plan` sub-commands."""
     p = sub.add_parser("download", help="fetch a real benchmark's data or a model from the hub")
-    p.add_argument("--what", choices=["data", "model"], required=True)
+    p.add_argument("--what", choices=["data", "model", "retain-log"], required=True)
     p.add_argument("--benchmark", choices=list(BENCHMARKS))
     p.add_argument("--datasets", type=_json, help="role -> hub dataset id (config hub.*.datasets)")
     p.add_argument("--topics", nargs="+", choices=["bio", "cyber"], default=["bio", "cyber"])
     p.add_argument("--bio-forget-file", help="the gated bio_remove_dataset.jsonl (wmdp, bio)")
     p.add_argument("--mirror", help="read hub-shaped files from this folder instead of the hub")
-    p.add_argument("--repo", help="model repo id (--what model)")
+    p.add_argument("--repo", help="model repo id (--what model), dataset repo (retain-log)")
+    p.add_argument("--path", help="the file in the repo (--what retain-log)")
     p.add_argument("--revision", help="model branch, tag or commit (default: main)")
     p.add_argument("--tokenizer", help="repo to take the tokenizer files from instead")
     p.add_argument("--out", required=True, help="results/{benchmark}/data or a model folder")

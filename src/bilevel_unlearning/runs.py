@@ -192,6 +192,17 @@ def oracle_row(benchmark: str, row: str) -> str | None:
     return None if row == oracle else oracle
 
 
+def retain_log_file(config: Mapping[str, Any], benchmark: str, row: str) -> str | None:
+    """The published retain-model log a TOFU row's forget quality reads (config
+    tofu.forget_quality_reference: retain_logs, source hub), else None (the oracle's own
+    evaluation): <results>/tofu/retain_logs/<forget split>.json."""
+    if not bench(benchmark).per_split or config["source"] != "hub":
+        return None
+    if config["tofu"].get("forget_quality_reference", "oracle") != "retain_logs":
+        return None
+    return f"{config['results_dir']}/{benchmark}/retain_logs/{row_split(benchmark, row)}.json"
+
+
 def row_split(benchmark: str, row: str) -> str | None:
     """The TOFU forget split a row is evaluated on (the suffix of its name)."""
     return row.rsplit("-", 1)[1] if bench(benchmark).per_split else None

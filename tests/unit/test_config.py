@@ -567,12 +567,12 @@ HUB_BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
     (
         "dataset role of another benchmark",
         _set("hub.tofu.datasets.corpora", "cais/wmdp-corpora"),
-        ["config key 'hub.tofu.datasets.corpora'", "tofu reads the dataset roles tofu only"],
+        ["config key 'hub.tofu.datasets.corpora'", "tofu reads the dataset roles tofu, retain_logs only"],
     ),
     (
         "unknown dataset role",
         _set("hub.tofu.datasets.qa", "locuslab/TOFU"),
-        ["config key 'hub.tofu.datasets.qa'", "one of: muse, tofu, wmdp"],
+        ["config key 'hub.tofu.datasets.qa'", "one of: muse, tofu, retain_logs, wmdp"],
     ),
     (
         "hub id without owner",

@@ -21,6 +21,7 @@ from bilevel_unlearning.data.hub import (
     hub_data_files,
     require_bio_forget_file,
 )
+from bilevel_unlearning.data.hub import retain_log_path
 from bilevel_unlearning.data.layout import GENERAL, TOFU_RETAIN_OF, layout_files
 from bilevel_unlearning.data.miniature import LM_EVAL_TASKS
 from bilevel_unlearning.metric_catalog import RESULT_FORMAT
@@ -53,6 +54,7 @@ from bilevel_unlearning.runs import (
     family,
     oracle_row,
     reference_models,
+    retain_log_file,
     table_epoch,
     unlearn_runs,
 )
@@ -178,6 +180,9 @@ def reference_eval(benchmark, row, attack):
     """The unattacked oracle's evaluation a row's metrics are relative to (PrivLeak, forget
     quality); an attacked oracle is read against itself unattacked. None on WMDP and for the
     oracle itself."""
+    published = retain_log_file(config, benchmark, row)
+    if published:  # TOFU's forget quality against open-unlearning's retain-model log
+        return published
     oracle = oracle_row(benchmark, row)
     is_oracle = oracle is None and ORACLE_ROLE[family(benchmark)] is not None
     if is_oracle and attack != NO_ATTACK:

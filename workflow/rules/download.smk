@@ -73,6 +73,31 @@ for _benchmark in [] if MINIATURE else BENCHMARKS:
                 " > {log} 2>&1"
 
 
+# TOFU's forget-quality reference as the paper took it (tofu.forget_quality_reference:
+# retain_logs): open-unlearning's evaluation log of the retain model of each forget split.
+if not MINIATURE and "tofu" in BENCHMARKS:
+
+    rule download_retain_log:
+        output:
+            f"{RESULTS}/tofu/retain_logs/{{split}}.json",
+        log:
+            f"{RESULTS}/logs/download/tofu-retain-log-{{split}}.log",
+        localrule: True
+        wildcard_constraints:
+            split=one_of(config["tofu"]["forget_splits"]),
+        conda:
+            ENV
+        params:
+            repo=HUB["tofu"].get("datasets", {}).get("retain_logs", "open-unlearning/eval"),
+            path=lambda w: retain_log_path(
+                HUB["tofu"]["models"][TOFU_RETAIN_OF[w.split]]["repo"]
+            ),
+            mirror=MIRROR_ARG,
+        shell:
+            "python -m bilevel_unlearning.cli download --what retain-log --repo {params.repo}"
+            " --path {params.path} {params.mirror} --out {output} > {log} 2>&1"
+
+
 # The base models that `build_from` entries name, each downloaded once.
 BASE_MODELS = base_models(config)
 

@@ -13,6 +13,7 @@ layers it builds on, so the same conversion runs on hub data and on local files 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -69,7 +70,9 @@ HUB_BENCHMARKS = tuple(BENCHMARKS)
 DEFAULT_DATASETS: dict[str, dict[str, str]] = {
     "muse_news": {"muse": "muse-bench/MUSE-News"},
     "muse_books": {"muse": "muse-bench/MUSE-Books"},
-    "tofu": {"tofu": "locuslab/TOFU"},
+    # retain_logs: open-unlearning's evaluations of its retain models (read only when
+    # tofu.forget_quality_reference is retain_logs, the paper's reference)
+    "tofu": {"tofu": "locuslab/TOFU", "retain_logs": "open-unlearning/eval"},
     "wmdp": {
         "wmdp": "cais/wmdp",
         "corpora": "cais/wmdp-corpora",
@@ -326,6 +329,74 @@ def download_benchmark(
         **({"topics": chosen} if has_topics else {}),
     }
     write_json(root / PROVENANCE_FILE, provenance)
+    return provenance
+
+
+RETAIN_LOG_FILE = "TOFU_EVAL.json"  # open-unlearning's name for a TOFU evaluation log
+
+
+def retain_log_path(oracle_repo: str) -> str:
+    """Where open-unlearning/eval keeps the evaluation of a retain model: a folder named as the
+    model repo (tofu_Llama-3.2-1B-Instruct_retain90/TOFU_EVAL.json; its setup_data.py and
+    scripts/tofu_unlearn.sh)."""
+    return f"{oracle_repo.rsplit('/', 1)[-1]}/{RETAIN_LOG_FILE}"
+
+
+def retain_log_scores(log: Mapping[str, Any], where: str) -> list[float]:
+    """The per-item forget truth ratios of an open-unlearning evaluation log, in item order
+    (forget_truth_ratio.value_by_index.<index>.score, the values its KS test reads)."""
+    try:
+        by_index = log["forget_truth_ratio"]["value_by_index"]
+        return [float(by_index[k]["score"]) for k in sorted(by_index, key=int)]
+    except (KeyError, TypeError, ValueError) as error:
+        raise DownloadError(
+            f"{where} is not an open-unlearning TOFU evaluation log: it needs "
+            "forget_truth_ratio.value_by_index.<index>.score for every forget item "
+            f"({type(error).__name__}: {error}). Point hub.tofu.datasets.retain_logs at "
+            "open-unlearning/eval (or a mirror of it), or set tofu.forget_quality_reference: "
+            "oracle to compare with this pipeline's own evaluation of the retain model."
+        ) from None
+
+
+def download_retain_log(
+    repo_id: str,
+    path_in_repo: str,
+    out: str | os.PathLike[str],
+    client: HubClient | None = None,
+    policy: RetryPolicy | None = None,
+) -> dict[str, Any]:
+    """One retain model's evaluation log from a dataset repo, checked to hold the per-item
+    truth ratios, written atomically with where it came from (key `provenance`)."""
+    client = client or HfHubClient()
+    sha, files = with_retries(
+        lambda: client.repo_files(repo_id, "dataset", None), repo_id, repo_id, "dataset", policy
+    )
+    if path_in_repo not in files:
+        raise DownloadError(
+            f"{repo_id} has no {path_in_repo}: the retain model's evaluation log is named after "
+            "its model repo; check hub.tofu.models (the retain models) and "
+            "hub.tofu.datasets.retain_logs"
+        )
+    with atomic_path(out) as tmp:
+        folder = tmp.with_name(tmp.name + ".repo")
+        with_retries(
+            lambda: client.snapshot(repo_id, "dataset", sha, [path_in_repo], folder),
+            f"{repo_id} {path_in_repo}",
+            repo_id,
+            "dataset",
+            policy,
+        )
+        fetched = folder / path_in_repo
+        log_record = json.loads(fetched.read_text(encoding="utf-8"))
+        scores = retain_log_scores(log_record, f"{repo_id}/{path_in_repo}")
+        provenance = {
+            "repo_id": repo_id,
+            "commit": sha,
+            "path": path_in_repo,
+            "sha256": sha256_file(fetched),
+            "items": len(scores),
+        }
+        write_json(tmp, {**log_record, "provenance": provenance})
     return provenance
 
 

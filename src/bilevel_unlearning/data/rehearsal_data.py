@@ -15,8 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from bilevel_unlearning.data import layout, miniature
-from bilevel_unlearning.data.hub import BIO_FORGET_PATH, benchmark_specs, dataset_roles
-from bilevel_unlearning.io import atomic_path, write_jsonl
+from bilevel_unlearning.data.hub import (
+    BIO_FORGET_PATH,
+    benchmark_specs,
+    dataset_roles,
+    retain_log_path,
+)
+from bilevel_unlearning.io import atomic_path, write_json, write_jsonl
 
 Records = list[dict[str, Any]]
 OPTION_COUNT = 4  # TOFU's real_authors / world_facts questions: option1..option4
@@ -98,7 +103,31 @@ def write_dataset_repos(
         ).items():
             write_parquet(mirror / repo / config / split / "0000.parquet", records)
             written.add(repo)
+        if benchmark == "tofu" and hub.get("tofu", {}).get("models"):
+            written.update(write_retain_logs(mirror, hub, splits, seed))
     return sorted(written)
+
+
+def write_retain_logs(
+    mirror: Path, hub: Mapping[str, Any], splits: Mapping[str, Records], seed: int
+) -> list[str]:
+    """open-unlearning/eval as it is shaped: per TOFU retain model repo, its TOFU_EVAL.json
+    with forget_truth_ratio.value_by_index.<item>.score for every item of the forget split
+    (seeded values in (0, 1): the rehearsal checks the path, not the numbers)."""
+    import random
+
+    repo = dataset_roles("tofu", hub["tofu"].get("datasets"))["retain_logs"]
+    for split, retain in layout.TOFU_RETAIN_OF.items():
+        oracle = hub["tofu"]["models"].get(retain, {}).get("repo")
+        if not oracle:
+            continue
+        draw = random.Random(f"{seed}-{split}")
+        items = splits[f"{split}_perturbed.jsonl"]
+        scores = {str(i): {"score": draw.uniform(0.05, 0.95)} for i in range(len(items))}
+        mean = sum(v["score"] for v in scores.values()) / len(scores)
+        log = {"forget_truth_ratio": {"agg_value": mean, "value_by_index": scores}}
+        write_json(mirror / repo / retain_log_path(oracle), log)
+    return [repo]
 
 
 def write_bio_forget_file(path: Path, seed: int, sizes: Mapping[str, Any]) -> None:

@@ -48,3 +48,15 @@ def download_step(
         log.info("wrote the %s benchmark from the hub to %s", benchmark, out)
     except hub_client.DownloadError as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+def retain_log_step(repo: str, path: str, out: Path, mirror: str | None = None) -> None:
+    """Download a retain model's published evaluation log (TOFU's forget-quality reference)."""
+    from bilevel_unlearning.data import hub, hub_client
+
+    try:
+        client = hub_client.FolderHubClient(Path(mirror)) if mirror else None
+        found = hub.download_retain_log(repo, path, out, client)
+        log.info("%s/%s at %s: %d items, into %s", repo, path, found["commit"], found["items"], out)
+    except hub_client.DownloadError as exc:
+        raise SystemExit(f"error: {exc}") from None

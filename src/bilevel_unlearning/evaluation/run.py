@@ -53,7 +53,13 @@ def muse_oracle(oracle: Mapping[str, Any]) -> Any:
 
 
 def tofu_oracle(oracle: Mapping[str, Any]) -> Any:
-    """The retain model's per-item truth ratios (forget quality's KS test)."""
+    """The retain model's per-item truth ratios (forget quality's KS test): from this
+    pipeline's evaluation of it, or from open-unlearning's published evaluation log
+    (tofu.forget_quality_reference: retain_logs, the paper's reference)."""
+    if "forget_truth_ratio" in oracle:
+        from bilevel_unlearning.data.hub import retain_log_scores
+
+        return retain_log_scores(oracle, "the retain log")
     return [x["truth_ratio"] for x in oracle["items"]["forget"]]
 
 
@@ -169,7 +175,10 @@ def evaluate_step(
         "attack": attack,
         "format": RESULT_FORMAT,
         **result,
-        "provenance": evaluation_provenance(model_dir, files, settings, seed, precision),
+        # the reference (the oracle's evaluation, or a retain log) checksummed with the data
+        "provenance": evaluation_provenance(
+            model_dir, [*files, *([reference] if reference else [])], settings, seed, precision
+        ),
     }
     write_json(out, record)
     log.info("%s %s (%s) epoch %d: %s", benchmark, run, attack, epoch, result["metrics"])

@@ -96,6 +96,12 @@ def evaluate_tofu(
 
     forget_ratios = column("forget", "truth_ratio")
     reference = forget_ratios if oracle_truth_ratios is None else list(oracle_truth_ratios)
+    if len(reference) != len(forget_ratios):
+        raise ValueError(
+            f"forget quality's reference has {len(reference)} truth ratios, the {split} set "
+            f"{len(forget_ratios)} items: it was made on another forget split (a retain log "
+            "is named after the retain model of its split, retain90 for forget10)"
+        )
     metrics: dict[str, float] = {
         "forget_quality": m.ks_p_value(forget_ratios, reference),
         "forget_truth_ratio": m.truth_ratio_closer_to_one(forget_ratios),

@@ -132,3 +132,33 @@ def test_the_mirror_names_a_missing_repo_and_how_to_fill_it(tmp_path: Path) -> N
     with pytest.raises(hub_client.MirrorMissingError, match="hf download org/absent --local-dir"):
         hub.download_model("org/absent", tmp_path / "out", client=client)
     assert not (tmp_path / "out").exists()
+
+
+def test_retain_logs_download_from_the_mirror_and_feed_forget_quality(
+    mirror: Path, tmp_path: Path
+) -> None:
+    """The paper's forget-quality reference: open-unlearning's retain-model log, fetched by
+    the path its model repo names, read as per-item truth ratios in item order; a file of
+    another shape is refused with what to do."""
+    from bilevel_unlearning.evaluation.run import tofu_oracle
+
+    config = paper_config()
+    oracle_repo = config["hub"]["tofu"]["models"]["retain90"]["repo"]
+    path = hub.retain_log_path(oracle_repo)
+    assert path == "tofu_Llama-3.2-1B-Instruct_retain90/TOFU_EVAL.json"
+    client = hub_client.FolderHubClient(mirror / "hub")
+    out = tmp_path / "retain_logs" / "forget10.json"
+    found = hub.download_retain_log("open-unlearning/eval", path, out, client)
+    written = json.loads(out.read_text())
+    assert written["provenance"] == found and found["path"] == path
+    items = len(
+        miniature.build("tofu", config["seed"], config["miniature"])["forget10_perturbed.jsonl"]
+    )
+    by_index = written["forget_truth_ratio"]["value_by_index"]
+    assert found["items"] == items and tofu_oracle(written) == [
+        by_index[str(i)]["score"] for i in range(items)
+    ]  # numeric order: "10" after "9"
+    with pytest.raises(hub_client.DownloadError, match="has no tofu_x"):
+        hub.download_retain_log("open-unlearning/eval", "tofu_x/TOFU_EVAL.json", out, client)
+    with pytest.raises(hub_client.DownloadError, match="value_by_index"):
+        tofu_oracle({"forget_truth_ratio": {"agg_value": 0.5}})
