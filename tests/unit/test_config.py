@@ -567,7 +567,10 @@ HUB_BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
     (
         "dataset role of another benchmark",
         _set("hub.tofu.datasets.corpora", "cais/wmdp-corpora"),
-        ["config key 'hub.tofu.datasets.corpora'", "tofu reads the dataset roles tofu, retain_logs only"],
+        [
+            "config key 'hub.tofu.datasets.corpora'",
+            "tofu reads the dataset roles tofu, retain_logs only",
+        ],
     ),
     (
         "unknown dataset role",

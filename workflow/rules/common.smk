@@ -21,7 +21,7 @@ from bilevel_unlearning.data.hub import (
     hub_data_files,
     require_bio_forget_file,
 )
-from bilevel_unlearning.data.hub import retain_log_path
+from bilevel_unlearning.data.hub import dataset_roles, retain_log_path
 from bilevel_unlearning.data.layout import GENERAL, TOFU_RETAIN_OF, layout_files
 from bilevel_unlearning.data.miniature import LM_EVAL_TASKS
 from bilevel_unlearning.metric_catalog import RESULT_FORMAT

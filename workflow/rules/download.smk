@@ -82,13 +82,13 @@ if not MINIATURE and "tofu" in BENCHMARKS:
             f"{RESULTS}/tofu/retain_logs/{{split}}.json",
         log:
             f"{RESULTS}/logs/download/tofu-retain-log-{{split}}.log",
-        localrule: True
         wildcard_constraints:
             split=one_of(config["tofu"]["forget_splits"]),
+        localrule: True
         conda:
             ENV
         params:
-            repo=HUB["tofu"].get("datasets", {}).get("retain_logs", "open-unlearning/eval"),
+            repo=dataset_roles("tofu", HUB["tofu"].get("datasets"))["retain_logs"],
             path=lambda w: retain_log_path(
                 HUB["tofu"]["models"][TOFU_RETAIN_OF[w.split]]["repo"]
             ),

@@ -46,13 +46,13 @@ from bilevel_unlearning.data.hub_sources import (
 from bilevel_unlearning.data.lm_eval_tasks import check_topics, task_files, write_lm_eval_tasks
 from bilevel_unlearning.io import (
     atomic_path,
-    read_jsonl,
     record_checksums,
     sha256_file,
     sha256_tree,
     weight_files,
     write_json,
     write_jsonl,
+    write_text,
 )
 
 log = logging.getLogger(__name__)
@@ -143,12 +143,23 @@ def topic_files(topic: str) -> set[str]:
     }
 
 
+# Fields of the hub's records that no stage reads: TOFU's paraphrased_question (open-unlearning
+# offers it only as an option, configs/eval/tofu.yaml:31), the bio corpus's title and abstract
+# (the authors' form feeds the whole raw line, which keeps them; the decoded form reads text).
+UNREAD_FIELDS = ("paraphrased_question", "title", "abstract")
+
+# WMDP's own retain corpora (about 1.9 GB): RMU retains on wikitext (the BLUR authors' rmu/
+# utils.py:122-127), so nothing reads them and the hub download skips them.
+UNREAD_WMDP_FILES = {f"corpora/{topic}-retain-corpus.jsonl" for topic in layout.WMDP_TOPICS}
+
+
 def wmdp_layout(topics: Sequence[str]) -> dict[str, tuple[str, ...]]:
     """The WMDP layout files a topic selection needs: each topic's corpora and questions, plus
     the shared wikitext and MMLU files. With bio left out, no bio file exists at all, so a
     downstream stage that reads one fails loudly instead of using stale data."""
     chosen = set(check_topics(topics))
     dropped = set().union(*(topic_files(t) for t in layout.WMDP_TOPICS if t not in chosen))
+    dropped |= UNREAD_WMDP_FILES
     return {path: fields for path, fields in layout.WMDP_LAYOUT.items() if path not in dropped}
 
 
@@ -165,11 +176,6 @@ def wmdp_specs(topics: Sequence[str]) -> list[SplitSpec]:
                     "train",
                 )
             )
-        specs.append(
-            SplitSpec(
-                f"corpora/{topic}-retain-corpus.jsonl", "corpora", f"{topic}-retain-corpus", "train"
-            )
-        )
         specs.append(SplitSpec(f"questions/wmdp-{topic}.jsonl", "wmdp", f"wmdp-{topic}", "test"))
     specs.append(SplitSpec("questions/mmlu.jsonl", "mmlu", "all", "test"))
     specs.append(
@@ -198,8 +204,13 @@ def benchmark_specs(benchmark: str, topics: Sequence[str] = layout.WMDP_TOPICS) 
 def hub_layout(
     benchmark: str, topics: Sequence[str] = layout.WMDP_TOPICS
 ) -> dict[str, tuple[str, ...]]:
-    """Layout files a hub download writes (the data folder also gets provenance.json)."""
-    return wmdp_layout(topics) if bench(benchmark).topics else dict(layout.LAYOUTS[benchmark])
+    """Layout files a hub download writes (the data folder also gets provenance.json), each
+    with the fields it requires of the hub: those something reads (UNREAD_FIELDS are not
+    required, so a hub schema change there is no crash at download)."""
+    files = wmdp_layout(topics) if bench(benchmark).topics else dict(layout.LAYOUTS[benchmark])
+    return {
+        path: tuple(f for f in fields if f not in UNREAD_FIELDS) for path, fields in files.items()
+    }
 
 
 def hub_data_files(benchmark: str, topics: Sequence[str] = layout.WMDP_TOPICS) -> list[str]:
@@ -259,6 +270,19 @@ def write_checked(root: Path, relative: str, records: Records, fields: Sequence[
     return {"records": len(records), "sha256": sha256_file(destination)}
 
 
+def copy_checked_lines(
+    root: Path, relative: str, source: Path, fields: Sequence[str]
+) -> dict[str, Any]:
+    """A user-supplied JSONL file's non-empty lines copied as they stand (the BLUR authors
+    feed the raw line of the gated bio file), each checked to carry `fields`."""
+    lines = [line.rstrip("\n") for line in source.read_text(encoding="utf-8").splitlines()]
+    lines = [line for line in lines if line.strip()]
+    layout.check_records(source, [json.loads(line) for line in lines], tuple(fields))
+    destination = root / relative
+    write_text(destination, "".join(line + "\n" for line in lines))
+    return {"records": len(lines), "sha256": sha256_file(destination)}
+
+
 def dataset_roles(benchmark: str, datasets: Mapping[str, str] | None) -> dict[str, str]:
     """Role -> hub dataset id: the defaults, overridden by the config; unknown roles are errors."""
     defaults = DEFAULT_DATASETS[benchmark]
@@ -309,9 +333,8 @@ def download_benchmark(
             **fetched.origin,
             **described,
         }
-    if bio_file is not None:
-        records = select_fields(read_jsonl(bio_file), fields[BIO_FORGET_PATH])
-        described = write_checked(root, BIO_FORGET_PATH, records, fields[BIO_FORGET_PATH])
+    if bio_file is not None:  # its lines kept as they stand: the authors feed the raw line
+        described = copy_checked_lines(root, BIO_FORGET_PATH, bio_file, fields[BIO_FORGET_PATH])
         files[BIO_FORGET_PATH] = {
             "via": "user-supplied file (gated)",
             "file_name": bio_file.name,

@@ -124,11 +124,16 @@ def bio_file(folder: Path) -> Path:
 
 
 def assert_layout(out: Path, files: dict[str, tuple[str, ...]]) -> None:
-    """Every expected file exists, and its records carry exactly the layout's fields."""
+    """Every expected file exists, and its records carry exactly the fields the hub download
+    requires (those something reads); the gated bio file is copied line by line as it stands
+    (the authors feed its raw lines), so it carries them and whatever else it has."""
     for relative, fields in files.items():
         records = read_jsonl(out / relative)
         assert records, relative
-        assert all(set(r) == set(fields) for r in records), relative
+        if relative == hub.BIO_FORGET_PATH:
+            assert all(set(fields) <= set(r) for r in records), relative
+        else:
+            assert all(set(r) == set(fields) for r in records), relative
 
 
 # -- conversion of each benchmark --------------------------------------------------------------
@@ -139,7 +144,7 @@ def test_muse_mirror_converts_to_the_layout(tmp_path: Path) -> None:
     out = tmp_path / "data"
     source = hub_sources.MirrorSource(tmp_path / "mirror")
     provenance = hub.download_benchmark("muse_news", out, source=source)
-    assert_layout(out, layout.MUSE_LAYOUT)
+    assert_layout(out, hub.hub_layout("muse_news"))
     assert read_jsonl(out / "knowmem/forget_qa.jsonl")[1] == {
         "question": "Who forget_qa 1?",
         "answer": "A1",
@@ -164,12 +169,16 @@ def test_tofu_mirror_converts_perturbed_answers_to_lists(tmp_path: Path) -> None
     tofu_mirror(tmp_path / "mirror")
     out = tmp_path / "data"
     hub.download_benchmark("tofu", out, source=hub_sources.MirrorSource(tmp_path / "mirror"))
-    assert_layout(out, layout.TOFU_LAYOUT)
+    assert_layout(out, hub.hub_layout("tofu"))
     assert read_jsonl(out / "forget10.jsonl")[0] == {
         "question": "What did author 0 write?",
         "answer": "Author 0 wrote Book 0.",
     }
-    assert read_jsonl(out / "forget05_perturbed.jsonl")[1] == perturbed(1)
+    # only the fields something reads are kept (the hub's paraphrased_question is not)
+    unread = {"paraphrased_question"}
+    assert read_jsonl(out / "forget05_perturbed.jsonl")[1] == {
+        k: v for k, v in perturbed(1).items() if k not in unread
+    }
     assert read_jsonl(out / "real_authors_perturbed.jsonl") == [
         {
             "question": "Who wrote 'Romeo and Juliet'?",
@@ -193,10 +202,13 @@ def test_wmdp_with_both_topics_uses_the_user_file(tmp_path: Path) -> None:
     provenance = hub.download_benchmark(
         "wmdp", out, bio_forget_file=bio, source=hub_sources.MirrorSource(tmp_path / "mirror")
     )
-    assert_layout(out, layout.WMDP_LAYOUT)
-    assert read_jsonl(out / "corpora/bio-forget-corpus.jsonl") == [
-        {"title": "T", "abstract": "A.", "text": "T\nA. Body."}
-    ]
+    assert_layout(out, hub.hub_layout("wmdp"))
+    # the user's lines as they stand (the authors feed the raw line), blank lines dropped
+    kept = [line for line in bio.read_text().splitlines() if line.strip()]
+    assert (out / "corpora/bio-forget-corpus.jsonl").read_text() == "".join(
+        line + "\n" for line in kept
+    )
+    assert read_jsonl(out / "corpora/bio-forget-corpus.jsonl")[0]["text"] == "T\nA. Body."
     wikitext = [r["text"] for r in read_jsonl(out / "wikitext/wikitext-2-raw-v1-test.jsonl")]
     assert wikitext == [" = Robert Boulter = \n", " Robert Boulter is an actor . \n"]
     assert read_jsonl(out / "questions/mmlu.jsonl")[0] == {**mcq("mmlu", 0), "subject": "astronomy"}
@@ -213,7 +225,8 @@ def test_wmdp_without_bio_writes_only_the_cyber_files(tmp_path: Path) -> None:
     provenance = hub.download_benchmark("wmdp", out, topics=["cyber"], source=source)
     expected = hub.hub_layout("wmdp", ["cyber"])
     assert not any("bio" in path for path in expected)
-    assert set(expected) == set(layout.WMDP_LAYOUT) - hub.topic_files("bio")
+    unread = hub.topic_files("bio") | hub.UNREAD_WMDP_FILES  # the retain corpora: never read
+    assert set(expected) == set(layout.WMDP_LAYOUT) - unread
     assert_layout(out, expected)
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert written == hub.hub_data_files("wmdp", ["cyber"])
@@ -314,7 +327,7 @@ def test_transient_errors_are_retried_with_exponential_backoff(
     assert delays == [1.5, 3.0]
     assert source.calls == len(layout.TOFU_LAYOUT) + 2
     assert "retry 1/4" in caplog.text and "retry 2/4" in caplog.text
-    assert_layout(tmp_path / "data", layout.TOFU_LAYOUT)
+    assert_layout(tmp_path / "data", hub.hub_layout("tofu"))
 
 
 def test_retries_give_up_with_a_clear_error() -> None:
@@ -433,7 +446,7 @@ def test_hub_source_reads_the_parquet_branch_or_falls_back_to_datasets(tmp_path:
     ) in client.snapshots
     provenance = hub.download_benchmark("tofu", tmp_path / "tofu", source=source)
     assert provenance["files"]["full.jsonl"]["via"] == "datasets.load_dataset"
-    assert_layout(tmp_path / "tofu", layout.TOFU_LAYOUT)
+    assert_layout(tmp_path / "tofu", hub.hub_layout("tofu"))
 
 
 # -- models ----------------------------------------------------------------------------------------
@@ -492,7 +505,10 @@ def test_model_download_writes_a_folder_with_provenance(tmp_path: Path) -> None:
         ]
     )
     recorded = read_json(out / CHECKSUMS_FILE)  # the weights, hashed once at download
-    assert sorted(recorded) == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    assert sorted(recorded) == [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
     assert all(recorded[n]["sha256"] == sha256_file(out / n) for n in recorded)
     assert read_json(out / "provenance.json") == provenance
     assert provenance["commit"] == FakeHub.SHA and provenance["revision_requested"] == "v1"

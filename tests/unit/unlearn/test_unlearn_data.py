@@ -59,7 +59,7 @@ def char_tokenizer() -> Any:
     from tokenizers import Tokenizer, models, processors
     from transformers import PreTrainedTokenizerFast
 
-    chars = ['{', '}', '"', ":", " ", "\n", "a", "b", "c", "d", "e", "t", "x"]
+    chars = ["{", "}", '"', ":", " ", "\n", "a", "b", "c", "d", "e", "t", "x"]
     vocab = {"<s>": 0, "</s>": 1, **{c: i + 2 for i, c in enumerate(chars)}}
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     # BOS added as Llama's tokenizers add it (their post-processor)
