@@ -241,6 +241,22 @@ def cmd_download(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_muse_steps(args: argparse.Namespace) -> None:
+    """What the MUSE corpus gives per epoch; the authors' runs imply 102 (News) and 139
+    (Books) steps at batch 4, i.e. 405-408 and 553-556 chunks of 2048 tokens."""
+    from bilevel_unlearning.models.hf import load_tokenizer
+    from bilevel_unlearning.unlearn.data import muse_data, steps_per_epoch
+
+    tokenizer = load_tokenizer(args.tokenizer)
+    data = muse_data(tokenizer, Path(args.data), args.max_length, args.corpus_form)
+    chunks = len(data.forget[0])
+    steps = steps_per_epoch(data, args.batch_size)
+    print(
+        f"{args.data}: {chunks} forget chunks of {args.max_length} tokens ({args.corpus_form}), "
+        f"{len(data.retain)} retain chunks; {steps} steps per epoch at batch {args.batch_size}"
+    )
+
+
 def cmd_paper_settings(args: argparse.Namespace) -> None:
     from bilevel_unlearning import paper_settings
     from bilevel_unlearning.io import read_yaml, write_text
@@ -464,6 +480,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", default=".", help="the repository root")
     p.add_argument("--out", default="docs/paper_settings.md")
     p.set_defaults(func=cmd_paper_settings)
+    p = sub.add_parser(
+        "muse-steps",
+        help="chunks and optimizer steps per epoch a MUSE forget corpus gives (authors: "
+        "checkpoint-102 on News, 139 on Books at batch 4)",
+    )
+    p.add_argument("--data", required=True, help="results/<muse benchmark>/data")
+    p.add_argument("--tokenizer", required=True, help="a folder with the tokenizer")
+    p.add_argument("--max-length", type=int, default=2048)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--corpus-form", choices=["authors", "documents"], default="authors")
+    p.set_defaults(func=cmd_muse_steps)
     add_hub_commands(sub)
     return parser
 
