@@ -43,7 +43,11 @@ def test_paper_plan_downloads_everything_and_warns_about_the_gated_file(workdir:
         *(f"download_model_muse_{c}_{r}" for c in ("news", "books") for r in ("target", "retrain")),
         *(f"download_model_tofu_{r}" for r in ("full", "retain99", "retain95", "retain90")),
         "download_model_wmdp_original",
+        "download_retain_log",  # TOFU's forget-quality reference, one per forget split
     }
+    assert jobs["download_retain_log"] == 3
+    # `all` evaluates what the outputs read; every epoch is `all_epochs`
+    assert jobs["evaluate_muse_news"] == 127 and jobs["evaluate_tofu"] == 24
     assert not [name for name in jobs if name.startswith(("generate_", "sanity_"))]
     assert not MINIATURE_ONLY & set(jobs)
     assert jobs["unlearn_tofu"] == 18 and jobs["unlearn_wmdp"] == 2
