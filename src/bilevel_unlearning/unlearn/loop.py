@@ -84,6 +84,13 @@ class LoopSettings:
     clip_norm: float | None = None  # on the combined direction; None as in the authors' runs
     seed: int = 0
     log_every: int = 10
+    # the training state (optimizer, scheduler; DCP shards under FSDP: ~81 GB for a 7B model)
+    # is written every state_every epochs and at the last; every epoch's weights are saved
+    state_every: int = 1
+
+    def keeps_state(self, epoch: int) -> bool:
+        """Whether epoch's checkpoint holds the training state a resume starts from."""
+        return epoch % self.state_every == 0 or epoch == self.epochs
 
 
 @dataclass
@@ -430,23 +437,25 @@ class Unlearner:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
         self.accelerator.wait_for_everyone()
-        state: dict[str, Any] = {
-            "scheduler": self.scheduler.state_dict(),
-            "steps": len(self.records),
-        }
+        keep_state = self.settings.keeps_state(epoch)
+        state: dict[str, Any] | None = None
+        if keep_state:
+            state = {"scheduler": self.scheduler.state_dict(), "steps": len(self.records)}
         weights = None
         if self.sharded:
             weights = sharding.full_state_dict(self.model)
-            sharding.save_training_state(
-                partial / sharding.TRAINING_STATE, self.model, self.optimizer
-            )
-        else:
+            if keep_state:
+                sharding.save_training_state(
+                    partial / sharding.TRAINING_STATE, self.model, self.optimizer
+                )
+        elif state is not None:
             state["optimizer"] = self.optimizer.state_dict()
         if main:
             self._write_checkpoint(partial, state, weights)
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(partial, folder)
-            prune_training_states(self.out, keep=epoch)
+            if keep_state:
+                prune_training_states(self.out, keep=epoch)
             write_text(
                 self.out / CHECKPOINTS / LOG_FILE,
                 "".join(r.as_json() + "\n" for r in self.records),
@@ -455,9 +464,10 @@ class Unlearner:
         self.accelerator.wait_for_everyone()
 
     def _write_checkpoint(
-        self, folder: Path, state: dict[str, Any], weights: dict[str, torch.Tensor] | None
+        self, folder: Path, state: dict[str, Any] | None, weights: dict[str, torch.Tensor] | None
     ) -> None:
-        """Process 0's part: the model folder, the trainer state and the fingerprint.
+        """Process 0's part: the model folder and, when `state` is given (keeps_state), the
+        trainer state and the fingerprint.
 
         The trained weights are kept in the trainer state when the published ones differ from
         them: Task Vector's negation, or mixed precision's bf16 copy of fp32 master weights.
@@ -470,12 +480,14 @@ class Unlearner:
         if self.settings.publish_dtype is not None:
             dtype = compute_dtype(self.settings.publish_dtype)
             published = {k: v.to(dtype) for k, v in published.items()}
-        if published is not trained and not self.sharded:
+        if state is not None and published is not trained and not self.sharded:
             state["weights"] = trained
         if self.save_model is not None:
             self.save_model(model, folder, state_dict=published)
         else:
             model.save_pretrained(folder, state_dict=published, safe_serialization=True)
+        if state is None:
+            return
         torch.save(state, folder / STATE_FILE)
         made_from = self._made_from()
         recorded = {"sha256": fingerprint_digest(made_from), "made_from": made_from}

@@ -119,6 +119,7 @@ def loop_settings(
         weight_decay=merged.get("weight_decay", 0.0),
         clip_norm=merged.get("clip_norm"),
         seed=seed,
+        state_every=merged.get("state_every", 1),
     )
 
 
