@@ -4,6 +4,7 @@ computed by hand, and the table."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -172,9 +173,20 @@ def test_a_small_case_computed_by_hand() -> None:
     # logits 2x3x10 x (4 + 8) = 720; the reference's logits 60 x 4 = 240
     assert e.activations == 3264 + 720 + 240
     assert e.total == 4 * 1680 + 3360 + 4224
-    # 60 tokens x 376 matmul params x (6 x 2 trained batches + 2 x 1 reference forward)
-    assert e.seconds == pytest.approx(60 * 376 * 14 / (67e12 * 0.5))
-    assert plan.estimate({**tiny, "gpus": 2, "micro_batch": 2}).seconds == e.seconds / 2
+    # 60 tokens x 376 matmul params x (6 x 2 trained batches + 2 x 1 reference forward), plus
+    # 120 s start-up, reading 420 x 4 B at 2 GB/s, writing one epoch (1680 B) and one state
+    # (1680 B + 420 x 8 B of moments) at 1 GB/s
+    compute = 60 * 376 * 14 / (67e12 * 0.5)
+    overheads = 120 + 1680 / 2e9 + (1680 + 1680 + 3360) / 1e9
+    assert e.seconds == pytest.approx(compute + overheads)
+    halved = plan.estimate({**tiny, "gpus": 2, "micro_batch": 2}).seconds
+    assert halved == pytest.approx(compute / 2 + overheads)
+    # gradient checkpointing recomputes the forward: 8 instead of 6 per trained batch; three
+    # epochs with a state every 2 write the weights 3 times and the state twice (epochs 2, 3)
+    recomputed = plan.estimate({**tiny, "gradient_checkpointing": True}).seconds
+    assert recomputed == pytest.approx(60 * 376 * 18 / (67e12 * 0.5) + overheads)
+    sparse = plan.estimate({**tiny, "epochs": 3, "state_every": 2}).seconds
+    assert sparse == pytest.approx(compute + 120 + 1680 / 2e9 + (3 * 1680 + 2 * 5040) / 1e9)
 
 
 def test_the_table_flags_jobs_that_do_not_fit() -> None:
@@ -302,3 +314,34 @@ def test_the_plan_prints_the_disk_of_each_run_and_the_totals() -> None:
     table = plan.plan_table(list(by_name.values()))
     totals = next(line for line in table.splitlines() if line.startswith("Totals:"))
     assert f"{len(by_name)} unlearning runs" in totals and "GPU-hours" in totals and "TB" in totals
+
+
+def test_evaluation_cost_by_hand_and_the_paper_plan_counts_what_all_requests() -> None:
+    """One evaluation: start-up + reading the weights + the scored tokens' FLOPs + decoding
+    (a weight read per new token and batch); the plan counts the evaluations `all` requests
+    (what the outputs read) and those `all_epochs` adds."""
+    from bilevel_unlearning.plan import evaluation
+
+    config = {"precision": "float32", "evaluate": {"tofu": {"batch_size": 500}}}
+    work = evaluation.EVAL_WORKLOADS["tofu"]
+    seconds = evaluation.evaluation_seconds(config, "tofu", TINY)
+    params, matmul = 420, 376
+    expected = (
+        60
+        + params * 4 / 2e9
+        + 2 * matmul * work.scored_tokens / (67e12 * 0.35)
+        + work.new_tokens * math.ceil(work.prompts / 500) * params * 4 / 3.35e12
+    )
+    assert seconds == pytest.approx(expected)
+
+    paper = shipped_config("paper.yaml")
+    counts = {c.benchmark: c for c in evaluation.evaluation_counts(paper)}
+    assert {b: c.requested for b, c in counts.items()} == {
+        "muse_news": 127,
+        "muse_books": 12,
+        "tofu": 24,
+        "wmdp": 3,
+    }
+    assert sum(c.every_epoch for c in counts.values()) == 391
+    text = plan.config_plan(paper, {b: (plan.default_gpus(b, "hub"), "test") for b in counts})
+    assert "Evaluations (one GPU each):" in text and "GPU-hours (snakemake all):" in text

@@ -54,14 +54,15 @@ GIB = 2**30
 class Gpu:
     memory_gib: float
     peak_flops: Mapping[str, float]  # dense, by compute dtype
+    memory_tb_s: float = 3.35  # HBM bandwidth: a decoding step reads every weight once
 
 
 GPUS: dict[str, Gpu] = {
     # fp32: plain FP32 (PyTorch's default keeps TF32 off for matmuls)
-    "H100": Gpu(80, {"bfloat16": 989e12, "float16": 989e12, "float32": 67e12}),
-    "H200": Gpu(141e9 / GIB, {"bfloat16": 989e12, "float16": 989e12, "float32": 67e12}),
-    "A100-80GB": Gpu(80, {"bfloat16": 312e12, "float16": 312e12, "float32": 19.5e12}),
-    "A100-40GB": Gpu(40, {"bfloat16": 312e12, "float16": 312e12, "float32": 19.5e12}),
+    "H100": Gpu(80, {"bfloat16": 989e12, "float16": 989e12, "float32": 67e12}, 3.35),
+    "H200": Gpu(141e9 / GIB, {"bfloat16": 989e12, "float16": 989e12, "float32": 67e12}, 4.8),
+    "A100-80GB": Gpu(80, {"bfloat16": 312e12, "float16": 312e12, "float32": 19.5e12}, 2.0),
+    "A100-40GB": Gpu(40, {"bfloat16": 312e12, "float16": 312e12, "float32": 19.5e12}, 1.55),
 }
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # precision -> (weight dtype, gradient dtype, compute dtype, master fp32 weights)
@@ -80,6 +81,12 @@ DEFAULTS: Mapping[str, Any] = {
     # bytes per (token x hidden unit x layer) kept for backward at 16-bit, flash attention
     # (no seq^2 term): 34, Korthikanti et al. 2022; doubled for fp32 activations
     "activation_factor": 34.0,
+    # what a job costs besides its FLOPs: start-up (launcher, imports, process group, CUDA),
+    # reading its start model, writing its epochs and training states (a shared file system)
+    "startup_s": 120.0,
+    "read_gb_s": 2.0,
+    "write_gb_s": 1.0,
+    "state_every": 1,
 }
 ASSUMPTIONS = (
     "GiB = 2^30 bytes; memory per GPU; FSDP shards weights, frozen copies, gradients, the extra "
@@ -99,7 +106,11 @@ ASSUMPTIONS = (
     "backward passes (they run one after the other).",
     "runtime: 6 x params x tokens per trained batch (forget, and retain when present) + 2 x "
     "params x tokens per frozen-model forward; params excludes the embedding lookup; attention "
-    "score FLOPs are not counted; GPU peak dense FLOP/s x MFU (default 0.35).",
+    "score FLOPs are not counted; GPU peak dense FLOP/s x MFU (default 0.35); with gradient "
+    "checkpointing 2 x params x tokens more per trained batch (the recomputed forward).",
+    "overheads per run: 120 s start-up; the start model read at 2 GB/s; each epoch's published "
+    "weights (compute dtype) and each kept training state (weights in their own dtype and AdamW's "
+    "two float32 moments; every state_every epochs and the last) written at 1 GB/s.",
 )
 
 
@@ -225,14 +236,46 @@ def run_disk_bytes(
 
 
 def training_flops(job: Mapping[str, Any], architecture: Architecture, needs: Needs) -> float:
-    """FLOPs of the whole run: 6 per parameter and token per trained batch, 2 per frozen forward."""
+    """FLOPs of the whole run: 6 per parameter and token per trained batch (8 when gradient
+    checkpointing recomputes the forward in the backward pass), 2 per frozen forward."""
     tokens = int(job["steps"]) * int(job["batch"]) * int(job["seq_len"])
     trained_batches = 1 + int(needs.retain_gradient)
-    return tokens * architecture.matmul_params() * (6 * trained_batches + 2 * needs.frozen_forwards)
+    per_trained = 8 if _setting(job, "gradient_checkpointing") else 6
+    return (
+        tokens
+        * architecture.matmul_params()
+        * (per_trained * trained_batches + 2 * needs.frozen_forwards)
+    )
+
+
+def kept_states(epochs: int, every: int) -> int:
+    """Training states a run writes: every `every` epochs and at the last (LoopSettings)."""
+    return len({e for e in range(1, epochs + 1) if e % every == 0 or e == epochs})
+
+
+def overhead_seconds(job: Mapping[str, Any], params: int, trainable: int, dtypes: tuple) -> float:
+    """Start-up, reading the start model, writing the epochs and the training states."""
+    weight_dtype, compute_dtype = dtypes
+    epochs = int(job.get("epochs", 1))
+    read = params * DTYPE_BYTES[weight_dtype]
+    states = kept_states(epochs, int(_setting(job, "state_every")))
+    state = params * DTYPE_BYTES[weight_dtype] + trainable * 8
+    written = epochs * params * DTYPE_BYTES[compute_dtype] + states * state
+    return (
+        float(_setting(job, "startup_s"))
+        + read / (float(_setting(job, "read_gb_s")) * 1e9)
+        + written / (float(_setting(job, "write_gb_s")) * 1e9)
+    )
 
 
 def runtime_seconds(
     job: Mapping[str, Any], architecture: Architecture, needs: Needs, compute_dtype: str, gpu: Gpu
 ) -> float:
+    """Wall seconds of a run: its FLOPs at the GPUs' peak x MFU, plus overhead_seconds."""
     throughput = int(job["gpus"]) * gpu.peak_flops[compute_dtype] * float(_setting(job, "mfu"))
-    return training_flops(job, architecture, needs) / throughput
+    weight_dtype = PRECISIONS[job["precision"]][0]
+    trainable = trainable_params(architecture, needs)
+    overheads = overhead_seconds(
+        job, architecture.params(), trainable, (weight_dtype, compute_dtype)
+    )
+    return training_flops(job, architecture, needs) / throughput + overheads

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bilevel_unlearning.plan.evaluation import EVAL_ASSUMPTIONS, EvalCount, evaluation_lines
 from bilevel_unlearning.plan.memory import ASSUMPTIONS, GIB, Estimate, estimate
 
 # -- the table -----------------------------------------------------------------------------------
@@ -81,29 +82,42 @@ def _bullets(texts: Sequence[str]) -> list[str]:
     return [textwrap.fill(t, 100, initial_indent="- ", subsequent_indent="  ") for t in texts]
 
 
-def totals_line(estimates: Sequence[Estimate]) -> str:
+def unlearning_hours(estimates: Sequence[Estimate]) -> float:
+    """GPU-hours of the runs whose runtime is known."""
+    return sum(e.seconds * e.gpus for e in estimates if not math.isnan(e.seconds)) / 3600
+
+
+def totals_line(estimates: Sequence[Estimate], evaluated: bool = False) -> str:
     """GPU-hours of the unlearning runs whose runtime is known, and the disk of all of them."""
-    known = [e for e in estimates if not math.isnan(e.seconds)]
-    hours = sum(e.seconds * e.gpus for e in known) / 3600
-    unknown = len(estimates) - len(known)
+    unknown = sum(math.isnan(e.seconds) for e in estimates)
     disk = sum(e.disk for e in estimates) / 1e12
     return (
-        f"Totals: {len(estimates)} unlearning runs, {hours:,.0f} GPU-hours"
+        f"Totals: {len(estimates)} unlearning runs, {unlearning_hours(estimates):,.0f} GPU-hours"
         + (f" (+ {unknown} of unknown runtime)" if unknown else "")
-        + f", {disk:.2f} TB of checkpoints; evaluation GPU-hours are not estimated."
+        + f", {disk:.2f} TB of checkpoints; "
+        + ("evaluations below." if evaluated else "evaluation GPU-hours are not estimated.")
     )
 
 
-def plan_table(rows: Sequence[Mapping[str, Any]], notes: Sequence[str] = ()) -> str:
-    """One line per job (memory per GPU by component, runtime), notes, then the assumptions."""
+def plan_table(
+    rows: Sequence[Mapping[str, Any]],
+    notes: Sequence[str] = (),
+    evaluations: Sequence[EvalCount] = (),
+) -> str:
+    """One line per job (memory per GPU by component, runtime), the evaluations' GPU-hours
+    when given, notes, then the assumptions."""
     estimates = [estimate(job) for job in rows]
     body = [list(COLUMNS), *table_rows(estimates)]
     widths = [max(len(r[i]) for r in body) for i in range(len(COLUMNS))]
     lines = [_line(row, widths) for row in body]
     lines.insert(1, "-" * len(lines[0]))
-    lines += ["", totals_line(estimates)]
+    lines += ["", totals_line(estimates, bool(evaluations))]
+    assumed = list(ASSUMPTIONS)
+    if evaluations:
+        lines += ["", *evaluation_lines(list(evaluations), unlearning_hours(estimates))]
+        assumed += EVAL_ASSUMPTIONS
     noted = ["", "Notes:", *_bullets(notes)] if notes else []
-    assumptions = ["", "Assumptions:", *_bullets(ASSUMPTIONS)]
+    assumptions = ["", "Assumptions:", *_bullets(assumed)]
     return "\n".join([*lines, *noted, *assumptions]) + "\n"
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.plan.architecture import resolve_architecture
+from bilevel_unlearning.plan.evaluation import evaluation_counts
 from bilevel_unlearning.plan.table import plan_table
 from bilevel_unlearning.runtime import batch_layout, parallel_strategy
 
@@ -172,6 +173,7 @@ def config_jobs(
                     "seq_len": sequence_length(benchmark, settings),
                     "gradient_checkpointing": bool(settings.get("gradient_checkpointing", False)),
                     "epochs": settings["epochs"],
+                    "state_every": settings.get("state_every", 1),
                     "steps": run_steps(items, settings, count),
                     "method": dict(run.params),
                 }
@@ -195,6 +197,7 @@ def config_plan(config: Mapping[str, Any], gpus: Mapping[str, tuple[int, str]]) 
         )
     notes.append(
         "steps per run: the forget set batched as the unlearning loop does, counted in "
-        f"{results}/<benchmark>/data where present, else published sizes (plan.py)."
+        f"{results}/<benchmark>/data where present, else published sizes (plan/workload.py)."
     )
-    return plan_table(jobs, notes)
+    counts = evaluation_counts(config) if config["source"] == "hub" else ()
+    return plan_table(jobs, notes, counts)
