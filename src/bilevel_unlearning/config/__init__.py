@@ -7,6 +7,7 @@ allowed names, no unknown keys) and the cross-field rules below that a schema ca
 Every problem is collected and reported at once, not just the first.
 """
 
+from bilevel_unlearning.config.hub_rules import reference_model_roles
 from bilevel_unlearning.config.loading import (
     SCHEMA_PATH,
     check_config_files,
@@ -17,12 +18,8 @@ from bilevel_unlearning.config.loading import (
     validate_config,
 )
 from bilevel_unlearning.config.messages import README, ConfigError, format_problems
-from bilevel_unlearning.config.rules import (
-    HYPERPARAMETER_USERS,
-    RULES_NEEDING_RETAIN,
-    cross_field_problems,
-    reference_model_roles,
-)
+from bilevel_unlearning.config.method_rules import HYPERPARAMETER_USERS, RULES_NEEDING_RETAIN
+from bilevel_unlearning.config.rules import cross_field_problems
 
 __all__ = [
     "HYPERPARAMETER_USERS",

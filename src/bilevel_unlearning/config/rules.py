@@ -1,5 +1,6 @@
 """Cross-field rules: what a JSON Schema cannot express (method references, epochs that must
-exist, rule/loss pairings, model shapes, hub entries)."""
+exist, sweeps, attacks, figures, model shapes); the methods' own rules are in method_rules.py,
+the hub entries' in hub_rules.py."""
 
 from __future__ import annotations
 
@@ -7,39 +8,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bilevel_unlearning import methods
-from bilevel_unlearning.benchmarks import BENCHMARKS
+from bilevel_unlearning.config.hub_rules import hub_problems
 from bilevel_unlearning.config.messages import (
     key_path,
     not_allowed,
-    one_of,
-    show,
-    strict_integer,
     suggestion,
 )
-
-RULES_NEEDING_RETAIN = tuple(methods.RULES)
-
-# Method hyperparameters and the losses that read them (the method catalog): a value elsewhere
-# would be silently ignored, which is almost always a copy-paste mistake.
-HYPERPARAMETER_USERS: dict[str, tuple[str, tuple[str, ...]]] = methods.key_users()
-
-
-# --------------------------------------------------------------------------------------------
-# Cross-field rules. They read the config defensively: a value of the wrong type was already
-# reported by the schema, so here it is skipped rather than crashed on.
-
-
-def as_mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _items(value: Any) -> list[tuple[int, Any]]:
-    return list(enumerate(value)) if isinstance(value, list) else []
-
-
-def _int(value: Any) -> int | None:
-    return value if strict_integer(None, value) else None
+from bilevel_unlearning.config.method_rules import method_problems
+from bilevel_unlearning.config.values import as_mapping, has_trait, int_or_none, items_of
 
 
 def cross_field_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
@@ -69,7 +45,7 @@ def benchmark_coverage_problems(config: Mapping[str, Any], known: Sequence[str])
     also reports unknown names in `benchmarks` (`known`), so those are skipped here.
     """
     problems = []
-    for _, name in _items(config.get("benchmarks")):
+    for _, name in items_of(config.get("benchmarks")):
         if name not in known:
             continue
         for section, needs in (
@@ -93,7 +69,7 @@ def _unknown_methods(path: list, names: Any, defined: list[str]) -> list[str]:
             f"no such method; the methods defined under 'methods' are "
             f"{', '.join(defined)}" + suggestion(name, defined),
         )
-        for index, name in _items(names)
+        for index, name in items_of(names)
         if isinstance(name, str) and name not in defined
     ]
 
@@ -121,7 +97,7 @@ def sweep_problems(config: Mapping[str, Any]) -> list[str]:
                 f"config key 'sweeps.{benchmark}' needs 'unlearn.{benchmark}' (epochs, "
                 "learning_rate, ...): the sweep's runs take their settings from it"
             )
-        for index, name in _items(names):
+        for index, name in items_of(names):
             method = as_mapping(methods.get(name))
             if method and (method.get("retain_loss") is None or "alpha" in method):
                 problems.append(
@@ -135,13 +111,6 @@ def sweep_problems(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def has_trait(name: str, trait: str) -> bool:
-    """Whether a benchmark has a trait of benchmarks.Benchmark (per_split, topics); False for
-    a name that is not a benchmark (the schema names it)."""
-    known = BENCHMARKS.get(name)
-    return bool(known and getattr(known, trait))
-
-
 def robustness_problems(config: Mapping[str, Any]) -> list[str]:
     """An attacked method must be one its benchmark runs; an attacked TOFU split a configured
     one; a benchmark's relearn overrides need a shared `relearn` recipe to override."""
@@ -152,7 +121,7 @@ def robustness_problems(config: Mapping[str, Any]) -> list[str]:
         entry = as_mapping(entry)
         path = ["robustness", "benchmarks", benchmark]
         runs = list(as_mapping(unlearn.get(benchmark)).get("methods") or [])
-        for index, name in _items(entry.get("methods")):
+        for index, name in items_of(entry.get("methods")):
             if name not in runs:
                 problems.append(
                     not_allowed(
@@ -163,7 +132,7 @@ def robustness_problems(config: Mapping[str, Any]) -> list[str]:
                     )
                 )
         splits = list(as_mapping(config.get("tofu")).get("forget_splits") or [])
-        for index, split in _items(entry.get("splits")):
+        for index, split in items_of(entry.get("splits")):
             if has_trait(benchmark, "per_split") and split not in splits:
                 problems.append(
                     not_allowed(
@@ -185,11 +154,11 @@ def evaluate_epoch_problems(config: Mapping[str, Any]) -> list[str]:
     unlearn = as_mapping(config.get("unlearn"))
     problems = []
     for benchmark, entry in as_mapping(config.get("evaluate")).items():
-        last = _int(as_mapping(unlearn.get(benchmark)).get("epochs"))
+        last = int_or_none(as_mapping(unlearn.get(benchmark)).get("epochs"))
         if last is None:
             continue
-        for index, epoch in _items(as_mapping(entry).get("epochs")):
-            if _int(epoch) is not None and not 1 <= epoch <= last:
+        for index, epoch in items_of(as_mapping(entry).get("epochs")):
+            if int_or_none(epoch) is not None and not 1 <= epoch <= last:
                 problems.append(
                     not_allowed(
                         ["evaluate", benchmark, "epochs", index],
@@ -198,7 +167,11 @@ def evaluate_epoch_problems(config: Mapping[str, Any]) -> list[str]:
                     )
                 )
         chosen, evaluated = as_mapping(entry).get("table_epoch"), as_mapping(entry).get("epochs")
-        if _int(chosen) is not None and isinstance(evaluated, list) and chosen not in evaluated:
+        if (
+            int_or_none(chosen) is not None
+            and isinstance(evaluated, list)
+            and chosen not in evaluated
+        ):
             problems.append(
                 not_allowed(
                     ["evaluate", benchmark, "table_epoch"],
@@ -207,7 +180,11 @@ def evaluate_epoch_problems(config: Mapping[str, Any]) -> list[str]:
                 )
             )
         for method, own in as_mapping(as_mapping(entry).get("method_table_epochs")).items():
-            if _int(own) is not None and isinstance(evaluated, list) and own not in evaluated:
+            if (
+                int_or_none(own) is not None
+                and isinstance(evaluated, list)
+                and own not in evaluated
+            ):
                 problems.append(
                     not_allowed(
                         ["evaluate", benchmark, "method_table_epochs", method],
@@ -227,7 +204,7 @@ def figure_problems(config: Mapping[str, Any]) -> list[str]:
         "methods"
     )
     if isinstance(runs, list):
-        for index, name in _items(geometry.get("methods")):
+        for index, name in items_of(geometry.get("methods")):
             if name not in runs:
                 problems.append(
                     not_allowed(
@@ -249,154 +226,6 @@ def figure_problems(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def method_problems(config: Mapping[str, Any]) -> list[str]:
-    """Rules on how a method's losses, rule and hyperparameters fit together."""
-    problems = []
-    num_layers = _int(
-        as_mapping(as_mapping(config.get("models")).get("architecture")).get("num_hidden_layers")
-    )
-    check_layers = config.get("source") == "miniature" and num_layers is not None
-    for name, method in as_mapping(config.get("methods")).items():
-        if not isinstance(method, Mapping):
-            continue
-        problems += single_method_problems(name, method)
-        if check_layers:
-            problems += layer_problems(name, method, num_layers)  # type: ignore[arg-type]
-    return problems + method_override_problems(config)
-
-
-def method_override_problems(config: Mapping[str, Any]) -> list[str]:
-    """unlearn.<benchmark>.method_overrides: of defined methods (an override of a method the
-    benchmark does not list is kept for when it does), and the method with its overrides must
-    still be a valid method."""
-    problems = []
-    methods = as_mapping(config.get("methods"))
-    for benchmark, entry in as_mapping(config.get("unlearn")).items():
-        for name, changes in as_mapping(as_mapping(entry).get("method_overrides")).items():
-            path = ["unlearn", benchmark, "method_overrides", name]
-            if name not in methods:
-                problems.append(
-                    not_allowed(path, name, "no such method: define it under `methods`")
-                    + suggestion(name, list(methods))
-                )
-            elif isinstance(methods.get(name), Mapping) and isinstance(changes, Mapping):
-                merged = {**methods[name], **changes}
-                problems += [
-                    f"{p} (with {key_path(path)})" for p in single_method_problems(name, merged)
-                ]
-    return problems
-
-
-def single_method_problems(name: str, method: Mapping[str, Any]) -> list[str]:
-    """Pairing rules within one method definition."""
-    base = ["methods", name]
-    forget, retain, rule = (method.get(k) for k in ("forget_loss", "retain_loss", "rule"))
-    problems = []
-    if rule is not None and retain is None:
-        problems.append(
-            f"config key '{key_path([*base, 'retain_loss'])}' is missing: rule '{rule}' "
-            "combines the forget and retain gradients, so the method needs a retain_loss "
-            "(one of: nll, kl, rmu)"
-        )
-    if retain is not None and rule is None:
-        problems.append(
-            f"config key '{key_path([*base, 'rule'])}' is missing: retain_loss '{retain}' "
-            f"needs a rule that combines it with the forget loss ({one_of(RULES_NEEDING_RETAIN)})"
-        )
-    if rule == "blur" and ("gamma" in method) == ("alpha" in method):
-        problems.append(
-            f"config key '{key_path([*base, 'gamma'])}': rule 'blur' needs exactly one of gamma "
-            "or alpha (the RMU form's retain weight), not "
-            + ("both" if "gamma" in method else "neither")
-        )
-    if rule in ("weighted_sum", "blur_reversed") and "gamma" not in method:
-        problems.append(
-            f"config key '{key_path([*base, 'gamma'])}' is missing: rule '{rule}' needs gamma"
-        )
-    if "alpha" in method and rule not in (None, "blur"):
-        problems.append(
-            not_allowed([*base, "alpha"], method["alpha"], "alpha is read only by rule 'blur'")
-        )
-    if forget == "nll" and "negation" not in method:
-        problems.append(
-            f"config key '{key_path([*base, 'negation'])}' is missing: forget_loss 'nll' learns "
-            "the forget set, which only unlearns as Task Vector, with negation set (e.g. 5.0)"
-        )
-    for key in ("reinforcement", "reinforce_epochs"):
-        if forget == "whp" and key not in method:
-            problems.append(
-                f"config key '{key_path([*base, key])}' is missing: forget_loss 'whp' needs "
-                "reinforcement and reinforce_epochs"
-            )
-    form = method.get("baldro")
-    for key, needed in (("beta_dv", "dv"), ("sampling_ratio", "group")):
-        if key in method and form != needed:
-            problems.append(
-                not_allowed([*base, key], method[key], f"read only with baldro: {needed}")
-            )
-    if form == "group" and forget == "rmu":
-        problems.append(
-            not_allowed(
-                [*base, "baldro"],
-                form,
-                "BalDRO-G ranks samples by their log-likelihood, which RMU's hidden-state loss "
-                "does not compute: use baldro: dv with rmu",
-            )
-        )
-    if forget == "rmu" and retain is not None and retain != "rmu":
-        problems.append(
-            not_allowed(
-                [*base, "retain_loss"],
-                retain,
-                "forget_loss 'rmu' pairs only with retain_loss 'rmu'",
-            )
-        )
-    if retain == "rmu" and forget is not None and forget != "rmu":
-        problems.append(
-            not_allowed(
-                [*base, "retain_loss"],
-                retain,
-                f"retain_loss 'rmu' pairs only with forget_loss 'rmu', not '{forget}' "
-                "(use nll or kl)",
-            )
-        )
-    for key in ("gamma", "alpha"):
-        if key in method and rule is None:
-            problems.append(
-                not_allowed(
-                    [*base, key],
-                    method[key],
-                    f"{key} weighs the retain gradient, but the method has no rule/retain_loss; "
-                    "remove it or add both",
-                )
-            )
-    for key, (loss_key, users) in HYPERPARAMETER_USERS.items():
-        if key in method and method.get(loss_key) not in users:
-            problems.append(
-                not_allowed(
-                    [*base, key],
-                    method[key],
-                    f"{key} is only read when {loss_key} is {' or '.join(users)}, "
-                    f"and this method's {loss_key} is {show(method.get(loss_key))}",
-                )
-            )
-    return problems
-
-
-def layer_problems(name: str, method: Mapping[str, Any], num_layers: int) -> list[str]:
-    """RMU layer indices must exist in the miniature model."""
-    return [
-        not_allowed(
-            ["methods", name, "layers", index],
-            layer,
-            f"must be < models.architecture.num_hidden_layers ({num_layers}); "
-            "layers are numbered from 0",
-        )
-        for index, layer in _items(method.get("layers"))
-        if _int(layer) is not None and layer >= num_layers
-    ]
-
-
 def architecture_problems(config: Mapping[str, Any]) -> list[str]:
     """Shapes a Llama model needs: whole, even head size; sequences that fit the positions.
 
@@ -407,7 +236,10 @@ def architecture_problems(config: Mapping[str, Any]) -> list[str]:
         return []
     models = as_mapping(config.get("models"))
     arch = as_mapping(models.get("architecture"))
-    hidden, heads = _int(arch.get("hidden_size")), _int(arch.get("num_attention_heads"))
+    hidden, heads = (
+        int_or_none(arch.get("hidden_size")),
+        int_or_none(arch.get("num_attention_heads")),
+    )
     problems = []
     if hidden and heads and (hidden % heads or (hidden // heads) % 2):
         problems.append(
@@ -418,7 +250,7 @@ def architecture_problems(config: Mapping[str, Any]) -> list[str]:
                 "head has the same even size (rotary embeddings rotate pairs of dimensions)",
             )
         )
-    positions = _int(arch.get("max_position_embeddings"))
+    positions = int_or_none(arch.get("max_position_embeddings"))
     lengths = [(["models", stage, "max_length"], as_mapping(models.get(stage)).get("max_length"))
                for stage in ("pretrain", "finetune")]  # fmt: skip
     for benchmark, entry in as_mapping(config.get("unlearn")).items():
@@ -429,7 +261,7 @@ def architecture_problems(config: Mapping[str, Any]) -> list[str]:
             for topic, value in as_mapping(entry.get("forget_lengths")).items()
         ]
     for path, value in lengths:
-        length = _int(value)
+        length = int_or_none(value)
         if positions and length and length > positions:
             problems.append(
                 not_allowed(
@@ -452,106 +284,3 @@ def non_finite_problems(value: Any, path: list[str | int] | None = None) -> list
     if isinstance(value, list):
         return [p for i, v in enumerate(value) for p in non_finite_problems(v, [*path, i])]
     return []
-
-
-def reference_model_roles(benchmark: str, config: Mapping[str, Any]) -> list[str]:
-    """The models a benchmark needs (the start model and its oracles), as the models stage and
-    the download stage name them: bilevel_unlearning.models.recipes.model_roles, without torch."""
-    from bilevel_unlearning.data.layout import TOFU_RETAIN_OF
-    from bilevel_unlearning.runs import ORACLE_ROLE, START_ROLE, family
-
-    kind = family(benchmark)
-    if has_trait(benchmark, "per_split"):
-        splits = as_mapping(config.get("tofu")).get("forget_splits")
-        oracles = [TOFU_RETAIN_OF[s] for _, s in _items(splits) if s in TOFU_RETAIN_OF]
-        return [START_ROLE[kind], *oracles]
-    return [START_ROLE[kind], *([ORACLE_ROLE[kind]] if ORACLE_ROLE[kind] else [])]
-
-
-def hub_problems(config: Mapping[str, Any], known: Sequence[str]) -> list[str]:
-    """Source hub: every listed benchmark names its models (each downloaded or built), its
-    dataset roles exist, a built model has no general corpus to replay, and the gated WMDP bio
-    corpus is given by path when bio is a topic."""
-    if config.get("source") != "hub":
-        return []
-    if "hub" not in config:
-        return [
-            "config key 'hub' is missing: source 'hub' downloads the benchmarks and models named "
-            "there (hub.<benchmark>.models; see config/paper.yaml)"
-        ]
-    hub = as_mapping(config.get("hub"))
-    listed = [b for _, b in _items(config.get("benchmarks")) if b in known]
-    problems = [
-        f"config key 'hub.{benchmark}' is missing: benchmark '{benchmark}' is listed in "
-        "'benchmarks' and source is hub, so 'hub' needs its models "
-        f"({', '.join(reference_model_roles(benchmark, config))})"
-        for benchmark in listed
-        if isinstance(config.get("hub"), Mapping) and benchmark not in hub
-    ]
-    for benchmark in listed:
-        entry = hub.get(benchmark)
-        models = as_mapping(as_mapping(entry).get("models"))
-        problems += [
-            f"config key 'hub.{benchmark}.models.{role}' is missing: {benchmark} needs its {role} "
-            "model: {repo: <hub id>} downloads it, {build_from: <hub id of a base model>} "
-            "fine-tunes it here"
-            for role in reference_model_roles(benchmark, config)
-            if isinstance(entry, Mapping) and role not in models
-        ]
-    for benchmark, entry in hub.items():
-        problems += hub_entry_problems(config, benchmark, as_mapping(entry))
-    wmdp = as_mapping(config.get("wmdp"))
-    topics = wmdp.get("topics")
-    if (
-        any(has_trait(b, "topics") for b in listed)
-        and isinstance(topics, list)
-        and "bio" in topics
-        and ("bio_forget_file" not in wmdp)
-    ):
-        problems.append(
-            "config key 'wmdp.bio_forget_file' is missing: with source hub and bio among "
-            "wmdp.topics, the gated bio forget corpus (bio_remove_dataset.jsonl, obtained by "
-            "hand) is read from this path; or leave bio out of wmdp.topics"
-        )
-    return problems
-
-
-def hub_entry_problems(
-    config: Mapping[str, Any], benchmark: str, entry: Mapping[str, Any]
-) -> list[str]:
-    """One `hub.<benchmark>` entry: known dataset roles; each model downloaded or built."""
-    from bilevel_unlearning.data.hub import DEFAULT_DATASETS
-
-    problems = []
-    roles = DEFAULT_DATASETS.get(benchmark, {})
-    for role in as_mapping(entry.get("datasets")):
-        if roles and role not in roles:
-            problems.append(
-                not_allowed(
-                    ["hub", benchmark, "datasets", role],
-                    role,
-                    f"{benchmark} reads the dataset roles {', '.join(roles)} only",
-                )
-            )
-    replay = as_mapping(as_mapping(config.get("models")).get("finetune")).get("replay_general")
-    for role, model in as_mapping(entry.get("models")).items():
-        if not isinstance(model, Mapping):
-            continue
-        path = key_path(["hub", benchmark, "models", role])
-        repo, base = model.get("repo") is not None, model.get("build_from") is not None
-        if repo == base:
-            problems.append(
-                f"config key '{path}' needs exactly one of repo (download this model) or "
-                "build_from (fine-tune it here from that base model), not "
-                + ("both (set the other to null in an overriding file)" if repo else "neither")
-            )
-        if base and isinstance(replay, int | float) and replay > 0:
-            problems.append(
-                not_allowed(
-                    ["models", "finetune", "replay_general"],
-                    replay,
-                    f"must be 0 when a model is built from a hub base ({path}.build_from): "
-                    "source hub has no general corpus to replay",
-                )
-            )
-    return problems
