@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from unlearn_fixtures import tiny_model, unlearner
 from workflow_helpers import run_two_gloo_processes
 
-from bilevel_unlearning.unlearn.loop import checkpoint_folder, epoch_folder
+from bilevel_unlearning.unlearn.checkpoints import checkpoint_folder, epoch_folder
 
 TESTS = Path(__file__).resolve().parents[1]  # the workers and their fixtures
 

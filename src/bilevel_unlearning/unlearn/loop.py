@@ -32,7 +32,6 @@ gives the same updates on any count.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -46,24 +45,29 @@ from typing import Any
 
 import torch
 
-from bilevel_unlearning.io import atomic_path, write_text
+from bilevel_unlearning.io import write_text
 from bilevel_unlearning.models.train import schedule_factor
 from bilevel_unlearning.runtime import BatchLayout, batch_layout, compute_device, compute_dtype
 from bilevel_unlearning.unlearn import sharding
+from bilevel_unlearning.unlearn.checkpoints import (
+    CHECKPOINTS,
+    FINGERPRINT_FILE,
+    LOG_FILE,
+    LOOP_VERSION,
+    STATE_FILE,
+    checkpoint_folder,
+    differing_keys,
+    fingerprint_digest,
+    last_complete_epoch,
+    prune_training_states,
+    publish,
+)
 from bilevel_unlearning.unlearn.data import MicroBatch, UnlearnData, epoch_steps, steps_per_epoch
 from bilevel_unlearning.unlearn.objectives import Objective
 from bilevel_unlearning.unlearn.rules import GradStats, combine, sum_across_processes
 from bilevel_unlearning.unlearn.sharding import local
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "trainer_state.pt"
-FINGERPRINT_FILE = "fingerprint.json"
-CHECKPOINTS = "checkpoints"
-LOG_FILE = "train_log.jsonl"
-# Raised whenever the loop's arithmetic changes, so checkpoints of an older loop are not
-# resumed (2: the config's batch is global, micro-batches weighted by their share).
-LOOP_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -109,69 +113,6 @@ def learning_rate_factor(
     """Linear warm-up, then constant, linear decay to zero (TOFU) or cosine decay to zero
     (MUSE's Task Vector fine-tuning), as the Hugging Face schedulers of those names."""
     return schedule_factor(settings.schedule, total_steps, warmup_steps)
-
-
-def epoch_folder(out: Path, epoch: int) -> Path:
-    """Where an epoch's model is published once the whole run has finished."""
-    return out / f"epoch_{epoch}"
-
-
-def checkpoint_folder(out: Path, epoch: int) -> Path:
-    """Where an epoch is saved as training goes, with its trainer state.
-
-    Not a declared output of the workflow: Snakemake deletes a failed or requeued job's
-    outputs before it reruns the job, so checkpoints there could never be resumed from.
-    """
-    return out / CHECKPOINTS / f"epoch_{epoch}"
-
-
-def fingerprint_digest(fingerprint: Mapping[str, Any]) -> str:
-    """SHA-256 of what determines a run (sorted JSON, so key order does not matter)."""
-    text = json.dumps({**fingerprint, "loop_version": LOOP_VERSION}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _differing_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    keys = sorted(set(old) | set(new))
-    return [k for k in keys if json.dumps(old.get(k), sort_keys=True, default=str)
-            != json.dumps(new.get(k), sort_keys=True, default=str)]  # fmt: skip
-
-
-def last_complete_epoch(out: Path, epochs: int) -> int:
-    """The latest epoch whose checkpoint holds a training state (folders are written
-    atomically; only the last keeps its training state, see prune_training_states)."""
-    done = [e for e in range(1, epochs + 1) if (checkpoint_folder(out, e) / STATE_FILE).is_file()]
-    return max(done, default=0)
-
-
-def prune_training_states(out: Path, keep: int) -> None:
-    """Delete the optimizer and trainer state of every epoch before `keep`: only the last is
-    resumed from, and for a 7B model each is ~40 GB. The weights stay (they are published)."""
-    for epoch in range(1, keep):
-        folder = checkpoint_folder(out, epoch)
-        (folder / STATE_FILE).unlink(missing_ok=True)
-        shutil.rmtree(folder / sharding.TRAINING_STATE, ignore_errors=True)
-
-
-TRAINING_FILES = (STATE_FILE, FINGERPRINT_FILE, sharding.TRAINING_STATE)
-
-
-def publish(out: Path, epochs: int) -> None:
-    """Hard-link every checkpoint's Hugging Face files (not its training state) and the step
-    log into the run's published outputs.
-
-    Links cost no disk space; each published folder appears complete or not at all.
-    """
-    for epoch in range(1, epochs + 1):
-        with atomic_path(epoch_folder(out, epoch)) as tmp:
-            shutil.copytree(
-                checkpoint_folder(out, epoch),
-                tmp,
-                copy_function=os.link,
-                ignore=shutil.ignore_patterns(*TRAINING_FILES),
-            )
-    with atomic_path(out / LOG_FILE) as tmp:
-        shutil.copyfile(out / CHECKPOINTS / LOG_FILE, tmp)
 
 
 class NonFiniteError(FloatingPointError):
@@ -381,7 +322,7 @@ class Unlearner:
             "it has no fingerprint (an older version of the loop made it)"
             if not recorded
             else "it was made with different "
-            + ", ".join(_differing_keys(recorded.get("made_from", {}), self._made_from()))
+            + ", ".join(differing_keys(recorded.get("made_from", {}), self._made_from()))
         )
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:

@@ -10,13 +10,13 @@ import pytest
 import torch
 from unlearn_fixtures import method, unlearner, weights
 
-from bilevel_unlearning.unlearn.loop import (
+from bilevel_unlearning.unlearn.checkpoints import (
     FINGERPRINT_FILE,
     LOG_FILE,
-    NonFiniteError,
     checkpoint_folder,
     epoch_folder,
 )
+from bilevel_unlearning.unlearn.loop import NonFiniteError
 
 
 @pytest.mark.parametrize("name", ["ga_gdr", "blur_npo", "npo_klr"])
