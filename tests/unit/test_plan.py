@@ -249,9 +249,10 @@ def test_one_job_per_unlearning_run_with_the_benchmarks_gpus() -> None:
     assert by_name["wmdp/rmu"]["seq_len"] == 768  # the longer of the topics' forget lengths
     assert by_name["wmdp/blur_rmu"]["method"]["layers"] == [5, 6, 7]
     # FSDP for a 7B model on more than one GPU, DDP otherwise (one GPU, or TOFU's 1B model)
-    gpus = {**plan.DEFAULT_GPUS, "muse_news": 1, "muse_books": 2, "tofu": 2}
+    gpus = {**plan.DEFAULT_GPUS, "muse_news": 1, "muse_books": 2, "tofu": 2, "wmdp": 4}
     strategies = {j["name"].split("/")[0]: j["strategy"] for j in plan.config_jobs(config, gpus)}
     assert strategies == {"muse_news": "ddp", "muse_books": "fsdp", "tofu": "ddp", "wmdp": "fsdp"}
+    assert plan.DEFAULT_GPUS["wmdp"] == 1  # RMU on one GPU, as the authors and the profile
 
 
 def test_steps_follow_the_loops_batching_of_the_reference_sizes() -> None:
@@ -345,3 +346,22 @@ def test_evaluation_cost_by_hand_and_the_paper_plan_counts_what_all_requests() -
     assert sum(c.every_epoch for c in counts.values()) == 391
     text = plan.config_plan(paper, {b: (plan.default_gpus(b, "hub"), "test") for b in counts})
     assert "Evaluations (one GPU each):" in text and "GPU-hours (snakemake all):" in text
+
+
+def test_time_limits_come_from_the_plan_with_a_margin_and_grow_per_attempt() -> None:
+    """sbatch -t of an unlearning job: 3 x the plan's runtime + 30 minutes, times the attempt
+    (the profile's flat 480 minutes were 30-100 x the plan's 4-14); unknown forget set: 480."""
+    from bilevel_unlearning.plan import workload
+
+    config = paper_config()
+    job = next(
+        j for j in plan.config_jobs(config, plan.DEFAULT_GPUS) if j["name"] == "muse_news/ga"
+    )
+    minutes = plan.estimate(job).seconds / 60
+    limit = workload.time_limit_minutes(config, "muse_news", "ga", 4)
+    assert limit == math.ceil(minutes * 3 + 30) and 30 < limit < 120
+    assert workload.time_limit_minutes(config, "muse_news", "ga", 4, attempt=2) == 2 * limit
+    assert workload.time_limit_minutes(config, "muse_news", "ga", 1) > limit  # one GPU: slower
+    uncapped = paper_config()
+    del uncapped["unlearn"]["wmdp"]["max_steps_per_epoch"]
+    assert workload.time_limit_minutes(uncapped, "wmdp", "rmu", 1) == 480

@@ -3,6 +3,7 @@
 # models.recipes, plan); what stays here is the glue that needs Snakemake's own objects
 # (workflow, wildcards, the results folder). `snakemake --lint` asks that rule files define no
 # functions, so the glue of every stage is kept in this one file, by section.
+import functools
 import hashlib
 import json
 import os
@@ -287,6 +288,16 @@ def unlearn_gpus(benchmark):
         fallback,
         "plan.default_gpus, a default (the rule asks for no GPU; see profiles/)",
     )
+
+
+@functools.cache
+def unlearn_time_limit(benchmark, run, attempt):
+    """sbatch -t (minutes) of an unlearning job from the GPU plan on its rule's GPUs
+    (plan.workload.time_limit_minutes): the plan's runtime x 3 + 30, times the attempt."""
+    from bilevel_unlearning.plan.workload import time_limit_minutes
+
+    gpus, _ = unlearn_gpus(benchmark)
+    return time_limit_minutes(config, benchmark, run, gpus, attempt, Path(RESULTS))
 
 
 def print_plan():

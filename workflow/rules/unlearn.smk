@@ -32,6 +32,10 @@ for _benchmark in BENCHMARKS:
             # sized for the miniature on a CPU; profiles set GPUs and memory per rule
             gpus=0,
             mem_mb=4000,
+            # minutes (sbatch -t under the slurm profile), from the GPU plan
+            runtime=lambda w, attempt, benchmark=_benchmark: unlearn_time_limit(
+                benchmark, w.run, attempt
+            ),
         params:
             numerics=numerics_args("default"),
             seed=SEED,

@@ -12,6 +12,7 @@ from typing import Any
 from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.plan.architecture import resolve_architecture
 from bilevel_unlearning.plan.evaluation import evaluation_counts
+from bilevel_unlearning.plan.memory import estimate
 from bilevel_unlearning.plan.table import plan_table
 from bilevel_unlearning.runtime import batch_layout, parallel_strategy
 
@@ -19,8 +20,9 @@ from bilevel_unlearning.runtime import batch_layout, parallel_strategy
 
 # GPUs of an unlearning job when the workflow's unlearn_<benchmark> rule has no `gpus` resource
 # above 0 (the default profile runs on CPUs). A DEFAULT, not a measurement: what profiles/slurm
-# asks for (4 x 80 GB, FSDP, for the 7B models of MUSE and WMDP; one GPU for TOFU's 1B model).
-DEFAULT_GPUS: dict[str, int] = {"muse_news": 4, "muse_books": 4, "tofu": 1, "wmdp": 4}
+# asks for (4 x 80 GB, FSDP, for MUSE's 7B models; one GPU for TOFU's 1B model and for WMDP's
+# RMU, which trains three layers' MLPs, as the authors run it).
+DEFAULT_GPUS: dict[str, int] = {"muse_news": 4, "muse_books": 4, "tofu": 1, "wmdp": 1}
 
 
 def default_gpus(benchmark: str, source: str) -> int:
@@ -145,40 +147,80 @@ def config_jobs(
 ) -> list[dict[str, Any]]:
     """One plan job per unlearning run of the config (bilevel_unlearning.runs.unlearn_runs);
     `gpus`: GPUs per benchmark; `data_root`: the results folder, to count forget sets."""
+    return [
+        job
+        for benchmark in config["benchmarks"]
+        for job in benchmark_jobs(config, benchmark, int(gpus[benchmark]), data_root, bio_file)
+    ]
+
+
+def benchmark_jobs(
+    config: Mapping[str, Any],
+    benchmark: str,
+    count: int,
+    data_root: Path | None = None,
+    bio_file: Path | None = None,
+) -> list[dict[str, Any]]:
+    """The plan jobs of one benchmark's unlearning runs on `count` GPUs each."""
     from bilevel_unlearning.runs import unlearn_runs
 
+    model = start_model(config, benchmark)
+    strategy = parallel_strategy(count, resolve_architecture(model).params())
+    strategy = "ddp" if strategy == "single" else strategy  # one GPU: nothing sharded
+    data = data_root / benchmark / "data" if data_root is not None else None
+    if data is not None and not is_source(data, config["source"]):
+        data = None  # e.g. the miniature's files where the hub data will go
     jobs = []
-    for benchmark in config["benchmarks"]:
-        count = int(gpus[benchmark])
-        model = start_model(config, benchmark)
-        strategy = parallel_strategy(count, resolve_architecture(model).params())
-        strategy = "ddp" if strategy == "single" else strategy  # one GPU: nothing sharded
-        data = data_root / benchmark / "data" if data_root is not None else None
-        if data is not None and not is_source(data, config["source"]):
-            data = None  # e.g. the miniature's files where the hub data will go
-        for name, run in unlearn_runs(config, benchmark).items():
-            settings = run.settings
-            items = forget_items(benchmark, settings, data, bio_file)
-            jobs.append(
-                {
-                    "name": f"{benchmark}/{name}",
-                    "model": model,
-                    "precision": config["precision"],
-                    "gpus": count,
-                    "strategy": strategy,
-                    "batch": settings["batch_size"],
-                    "micro_batch": batch_layout(
-                        settings["batch_size"], count, settings.get("micro_batch_size")
-                    ).micro_batch,
-                    "seq_len": sequence_length(benchmark, settings),
-                    "gradient_checkpointing": bool(settings.get("gradient_checkpointing", False)),
-                    "epochs": settings["epochs"],
-                    "state_every": settings.get("state_every", 1),
-                    "steps": run_steps(items, settings, count),
-                    "method": dict(run.params),
-                }
-            )
+    for name, run in unlearn_runs(config, benchmark).items():
+        settings = run.settings
+        items = forget_items(benchmark, settings, data, bio_file)
+        jobs.append(
+            {
+                "name": f"{benchmark}/{name}",
+                "model": model,
+                "precision": config["precision"],
+                "gpus": count,
+                "strategy": strategy,
+                "batch": settings["batch_size"],
+                "micro_batch": batch_layout(
+                    settings["batch_size"], count, settings.get("micro_batch_size")
+                ).micro_batch,
+                "seq_len": sequence_length(benchmark, settings),
+                "gradient_checkpointing": bool(settings.get("gradient_checkpointing", False)),
+                "epochs": settings["epochs"],
+                "state_every": settings.get("state_every", 1),
+                "steps": run_steps(items, settings, count),
+                "method": dict(run.params),
+            }
+        )
     return jobs
+
+
+# sbatch -t of an unlearning job: the plan's runtime x TIME_MARGIN + TIME_FLOOR_MIN minutes (the
+# plan's MFU and I/O rates are estimates), times the attempt; UNKNOWN_TIME_MIN while the forget
+# set's size is unknown (the gated bio corpus not yet in place).
+TIME_MARGIN = 3.0
+TIME_FLOOR_MIN = 30
+UNKNOWN_TIME_MIN = 480
+
+
+def time_limit_minutes(
+    config: Mapping[str, Any],
+    benchmark: str,
+    run: str,
+    gpus: int,
+    attempt: int = 1,
+    data_root: Path | None = None,
+) -> int:
+    """The time limit of one unlearning job, from the plan (a requeued or retried job resumes
+    from its last training state, so a limit that proves short costs one more attempt)."""
+    bio = config["wmdp"].get("bio_forget_file")
+    jobs = benchmark_jobs(config, benchmark, gpus, data_root, Path(bio) if bio else None)
+    job = next(j for j in jobs if j["name"] == f"{benchmark}/{run}")
+    if job["steps"] is None:
+        return UNKNOWN_TIME_MIN * attempt
+    minutes = estimate(job).seconds / 60 * TIME_MARGIN + TIME_FLOOR_MIN
+    return math.ceil(minutes) * attempt
 
 
 def config_plan(config: Mapping[str, Any], gpus: Mapping[str, tuple[int, str]]) -> str:
