@@ -19,16 +19,21 @@ from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.config import check_config_files, validate_config
 from bilevel_unlearning.data.hub import (
     GatedDataError,
+    dataset_roles,
     hub_data_files,
     require_bio_forget_file,
+    retain_log_path,
 )
-from bilevel_unlearning.data.hub import dataset_roles, retain_log_path
 from bilevel_unlearning.data.layout import GENERAL, TOFU_RETAIN_OF, layout_files
 from bilevel_unlearning.data.miniature import LM_EVAL_TASKS
 from bilevel_unlearning.metric_catalog import RESULT_FORMAT
-from bilevel_unlearning.report.jobs import figure_jobs, part_tables, table_jobs
+from bilevel_unlearning.report.jobs import (
+    evaluation_results,
+    figure_jobs,
+    part_tables,
+    table_jobs,
+)
 from bilevel_unlearning.report.jobs import part_outputs as _part_outputs
-from bilevel_unlearning.report.jobs import evaluation_results
 from bilevel_unlearning.report.jobs import part_results as _part_results
 from bilevel_unlearning.models.recipes import (
     base_models,
