@@ -218,14 +218,11 @@ def cmd_sanity_report(args: argparse.Namespace) -> None:
 def cmd_download(args: argparse.Namespace) -> None:
     from bilevel_unlearning.data.run import download_step
 
+    model = retain_log = None
     if args.what == "retain-log":
-        from bilevel_unlearning.data.run import retain_log_step
-
         if not (args.repo and args.path):
             raise SystemExit("download --what retain-log needs --repo and --path")
-        retain_log_step(args.repo, args.path, Path(args.out), args.mirror)
-        return
-    model = None
+        retain_log = {"repo": args.repo, "path": args.path}
     if args.what == "model":
         if not args.repo:
             raise SystemExit("download --what model needs --repo")
@@ -238,6 +235,7 @@ def cmd_download(args: argparse.Namespace) -> None:
         bio_forget_file=args.bio_forget_file,
         mirror=Path(args.mirror) if args.mirror else None,
         model=model,
+        retain_log=retain_log,
     )
 
 

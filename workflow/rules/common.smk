@@ -296,13 +296,14 @@ def unlearn_gpus(benchmark):
 
 
 @functools.cache
-def unlearn_time_limit(benchmark, run, attempt):
-    """sbatch -t (minutes) of an unlearning job from the GPU plan on its rule's GPUs
-    (plan.workload.time_limit_minutes): the plan's runtime x 3 + 30, times the attempt."""
-    from bilevel_unlearning.plan.workload import time_limit_minutes
+def unlearn_time_limits(benchmark):
+    """Run -> sbatch -t (minutes, first attempt) of a benchmark's unlearning jobs from the GPU
+    plan on its rule's GPUs (plan.workload.time_limits: the plan's runtime x 3 + 30); planned
+    once per benchmark, each job's attempt multiplies it."""
+    from bilevel_unlearning.plan.workload import time_limits
 
     gpus, _ = unlearn_gpus(benchmark)
-    return time_limit_minutes(config, benchmark, run, gpus, attempt, Path(RESULTS))
+    return time_limits(config, benchmark, gpus, Path(RESULTS))
 
 
 def print_plan():

@@ -33,8 +33,8 @@ for _benchmark in BENCHMARKS:
             gpus=0,
             mem_mb=4000,
             # minutes (sbatch -t under the slurm profile), from the GPU plan
-            runtime=lambda w, attempt, benchmark=_benchmark: unlearn_time_limit(
-                benchmark, w.run, attempt
+            runtime=lambda w, attempt, benchmark=_benchmark: (
+                unlearn_time_limits(benchmark)[w.run] * attempt
             ),
         params:
             numerics=numerics_args("default"),

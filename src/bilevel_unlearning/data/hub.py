@@ -275,8 +275,7 @@ def copy_checked_lines(
 ) -> dict[str, Any]:
     """A user-supplied JSONL file's non-empty lines copied as they stand (the BLUR authors
     feed the raw line of the gated bio file), each checked to carry `fields`."""
-    lines = [line.rstrip("\n") for line in source.read_text(encoding="utf-8").splitlines()]
-    lines = [line for line in lines if line.strip()]
+    lines = [line for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
     layout.check_records(source, [json.loads(line) for line in lines], tuple(fields))
     destination = root / relative
     write_text(destination, "".join(line + "\n" for line in lines))

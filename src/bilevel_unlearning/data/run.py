@@ -28,13 +28,22 @@ def download_step(
     bio_forget_file: str | None = None,
     mirror: Path | None = None,
     model: Mapping[str, Any] | None = None,
+    retain_log: Mapping[str, str] | None = None,
 ) -> None:
     """Download a real benchmark's data (or, with `model` {repo, revision, tokenizer}, a model
-    folder) from the hub; a download problem ends the job with its message, not a traceback."""
+    folder; with `retain_log` {repo, path}, a retain model's published evaluation log, TOFU's
+    forget-quality reference) from the hub; a download problem ends the job with its message,
+    not a traceback."""
     from bilevel_unlearning.data import hub, hub_client, hub_sources
 
     try:
         client = hub_client.FolderHubClient(mirror) if mirror else None
+        if retain_log is not None:
+            found = hub.download_retain_log(retain_log["repo"], retain_log["path"], out, client)
+            log.info(
+                "%s at %s: %d items, into %s", found["path"], found["commit"], found["items"], out
+            )
+            return
         if model is not None:
             result = hub.download_model(
                 model["repo"], out, model["revision"], model["tokenizer"], client
@@ -46,17 +55,5 @@ def download_step(
         source = hub_sources.HubSource(client) if client else None
         hub.download_benchmark(benchmark, out, datasets, topics, bio_forget_file, source)
         log.info("wrote the %s benchmark from the hub to %s", benchmark, out)
-    except hub_client.DownloadError as exc:
-        raise SystemExit(f"error: {exc}") from None
-
-
-def retain_log_step(repo: str, path: str, out: Path, mirror: str | None = None) -> None:
-    """Download a retain model's published evaluation log (TOFU's forget-quality reference)."""
-    from bilevel_unlearning.data import hub, hub_client
-
-    try:
-        client = hub_client.FolderHubClient(Path(mirror)) if mirror else None
-        found = hub.download_retain_log(repo, path, out, client)
-        log.info("%s/%s at %s: %d items, into %s", repo, path, found["commit"], found["items"], out)
     except hub_client.DownloadError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -204,6 +204,23 @@ TIME_FLOOR_MIN = 30
 UNKNOWN_TIME_MIN = 480
 
 
+def time_limits(
+    config: Mapping[str, Any], benchmark: str, gpus: int, data_root: Path | None = None
+) -> dict[str, int]:
+    """Run -> time limit in minutes at the first attempt of each unlearning job of a benchmark,
+    from the plan (a requeued or retried job resumes from its last training state, so a limit
+    that proves short costs one more attempt)."""
+    bio = config["wmdp"].get("bio_forget_file")
+    limits = {}
+    for job in benchmark_jobs(config, benchmark, gpus, data_root, Path(bio) if bio else None):
+        run = job["name"].split("/", 1)[1]
+        if job["steps"] is None:
+            limits[run] = UNKNOWN_TIME_MIN
+        else:
+            limits[run] = math.ceil(estimate(job).seconds / 60 * TIME_MARGIN + TIME_FLOOR_MIN)
+    return limits
+
+
 def time_limit_minutes(
     config: Mapping[str, Any],
     benchmark: str,
@@ -212,15 +229,8 @@ def time_limit_minutes(
     attempt: int = 1,
     data_root: Path | None = None,
 ) -> int:
-    """The time limit of one unlearning job, from the plan (a requeued or retried job resumes
-    from its last training state, so a limit that proves short costs one more attempt)."""
-    bio = config["wmdp"].get("bio_forget_file")
-    jobs = benchmark_jobs(config, benchmark, gpus, data_root, Path(bio) if bio else None)
-    job = next(j for j in jobs if j["name"] == f"{benchmark}/{run}")
-    if job["steps"] is None:
-        return UNKNOWN_TIME_MIN * attempt
-    minutes = estimate(job).seconds / 60 * TIME_MARGIN + TIME_FLOOR_MIN
-    return math.ceil(minutes) * attempt
+    """The time limit of one unlearning job at an attempt (time_limits x attempt)."""
+    return time_limits(config, benchmark, gpus, data_root)[run] * attempt
 
 
 def config_plan(config: Mapping[str, Any], gpus: Mapping[str, tuple[int, str]]) -> str:

@@ -378,24 +378,13 @@ class Unlearner:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
         self.accelerator.wait_for_everyone()
-        keep_state = self.settings.keeps_state(epoch)
-        state: dict[str, Any] | None = None
-        if keep_state:
-            state = {"scheduler": self.scheduler.state_dict(), "steps": len(self.records)}
-        weights = None
-        if self.sharded:
-            weights = sharding.full_state_dict(self.model)
-            if keep_state:
-                sharding.save_training_state(
-                    partial / sharding.TRAINING_STATE, self.model, self.optimizer
-                )
-        elif state is not None:
-            state["optimizer"] = self.optimizer.state_dict()
+        weights = sharding.full_state_dict(self.model) if self.sharded else None
+        state = self._training_state(partial) if self.settings.keeps_state(epoch) else None
         if main:
             self._write_checkpoint(partial, state, weights)
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(partial, folder)
-            if keep_state:
+            if state is not None:
                 prune_training_states(self.out, keep=epoch)
             write_text(
                 self.out / CHECKPOINTS / LOG_FILE,
@@ -403,6 +392,18 @@ class Unlearner:
             )
             log.info("epoch %d: checkpoint %s", epoch, folder)
         self.accelerator.wait_for_everyone()
+
+    def _training_state(self, folder: Path) -> dict[str, Any]:
+        """The state a resume starts from (collective under FSDP: every process writes its
+        optimizer shards into `folder`; one process keeps the optimizer in the state)."""
+        state = {"scheduler": self.scheduler.state_dict(), "steps": len(self.records)}
+        if self.sharded:
+            sharding.save_training_state(
+                folder / sharding.TRAINING_STATE, self.model, self.optimizer
+            )
+        else:
+            state["optimizer"] = self.optimizer.state_dict()
+        return state
 
     def _write_checkpoint(
         self, folder: Path, state: dict[str, Any] | None, weights: dict[str, torch.Tensor] | None
