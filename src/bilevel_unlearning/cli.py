@@ -125,7 +125,18 @@ def cmd_attack(args: argparse.Namespace) -> None:
         settings=args.settings,
         seed=args.seed,
         precision=args.precision,
+        heldout_split=args.heldout_split and Path(args.heldout_split),
     )
+
+
+def cmd_heldout_split(args: argparse.Namespace) -> None:
+    from bilevel_unlearning.attack.heldout import heldout_split
+    from bilevel_unlearning.io import write_json
+
+    split = heldout_split(args.benchmark, Path(args.data), args.settings, args.seed)
+    write_json(args.out, split)
+    for name, items in split["heldout_items"].items():
+        log.info("%s: %d of %d items held out", name, len(items), split["items"][name])
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -178,18 +189,26 @@ def cmd_verify(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from bilevel_unlearning.report import manifest
 
-    if args.expected:
-        tables = [Path(p) for p in args.inputs]
-        ok = manifest.compare_expected(tables, Path(args.expected), Path(args.out))
-        print(f"expected tables: {'all cells within tolerance' if ok else 'DIFFERENCES, see'} "
-              f"{args.out}")  # fmt: skip
-        return
-    from bilevel_unlearning.io import read_yaml
-    from bilevel_unlearning.report.tables import load_results
+    tables = [Path(p) for p in args.inputs]
+    ok = manifest.compare_expected(tables, Path(args.expected), Path(args.out))
+    print(f"expected tables: {'all cells within tolerance' if ok else 'DIFFERENCES, see'} "
+          f"{args.out}")  # fmt: skip
 
-    manifest.compare_reference(
-        load_results(args.inputs), read_yaml(args.reference), args.epochs, Path(args.out)
-    )
+
+def cmd_reproduction(args: argparse.Namespace) -> None:
+    from bilevel_unlearning.io import read_json, read_yaml
+    from bilevel_unlearning.report import reproduction as r
+
+    if args.comparison:
+        comparison = read_json(args.comparison, made_by="its compare_expected rule")
+        lines, intro = r.expected_lines(comparison, args.expected_name), r.EXPECTED_INTRO
+    else:
+        from bilevel_unlearning.report.tables import load_results
+
+        references = read_yaml(args.reference)
+        lines = r.published_lines(load_results(args.inputs), references, args.epochs)
+        intro = r.PUBLISHED_INTRO
+    r.write_reproduction(lines, intro, Path(args.out))
 
 
 def cmd_sanity(args: argparse.Namespace) -> None:
@@ -408,15 +427,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("attack", help="attack one model (relearning, quantization) into a folder")
     p.add_argument("--benchmark", required=True)
-    p.add_argument("--attack", required=True, help="relearn_s<N> or quantize_int<b>")
+    p.add_argument(
+        "--attack", required=True, help="relearn_s<N>, relearn_heldout_s<N> or quantize_int<b>"
+    )
     p.add_argument("--model", required=True, help="the HF model folder attacked")
     p.add_argument("--data", required=True, help="the benchmark's data folder")
     p.add_argument("--settings", type=_json, required=True, help="runs.attack_settings")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--precision", default="float32")
     add_numerics_arguments(p)
+    p.add_argument("--heldout-split", help="relearn_heldout: the split's file (attack.heldout)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_attack)
+
+    p = sub.add_parser("heldout-split", help="split forget facts for held-out relearning")
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--data", required=True, help="the benchmark's data folder")
+    p.add_argument("--settings", type=_json, required=True, help="runs.heldout_settings")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_heldout_split)
 
     p = sub.add_parser("report", help="one table or figure of paper_figures/ from result files")
     which = p.add_mutually_exclusive_group(required=True)
@@ -446,14 +476,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", nargs="+", required=True, help="one or more MANIFEST*.json")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("compare", help="tables against expected tables or published numbers")
-    p.add_argument("--inputs", nargs="+", required=True, help="table CSVs or evaluation JSONs")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--expected", help="folder of the committed expected table CSVs")
-    which.add_argument("--reference", help="config/reference_results.yaml")
-    p.add_argument("--epochs", type=_json, default={}, help="table epoch per benchmark")
+    p = sub.add_parser("compare", help="produced tables against the expected tables")
+    p.add_argument("--inputs", nargs="+", required=True, help="the produced table CSVs")
+    p.add_argument("--expected", required=True, help="folder of the committed expected tables")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("reproduction", help="table_reproduction: this run against its references")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--reference", help="config/reference_results.yaml (published numbers)")
+    which.add_argument("--comparison", help="the expected-table comparison's JSON (miniature)")
+    p.add_argument("--inputs", nargs="*", default=[], help="evaluation JSONs (with --reference)")
+    p.add_argument("--epochs", type=_json, default={}, help="table epoch per benchmark")
+    p.add_argument("--expected-name", default="default", help="config/expected/<name>")
+    p.add_argument("--out", required=True, help="path without suffix: writes .md and .csv")
+    p.set_defaults(func=cmd_reproduction)
 
     p = sub.add_parser("sanity", help="probe target vs oracle on forget and retain data")
     p.add_argument("--benchmark", required=True)

@@ -98,6 +98,14 @@ def wmdp_table(topics: Sequence[str]) -> tuple[str, ...]:
     return (*(wmdp_metric(t) for t in WMDP_TOPIC_LABELS if t in topics), "mmlu_acc")
 
 
+def table_metrics(benchmark: str, topics: Sequence[str]) -> tuple[str, ...]:
+    """Every metric a benchmark's paper tables show (T1 and S1, T2 or T3)."""
+    family = bench(benchmark).family
+    if family == "muse":
+        return (*MUSE_TABLE, *MUSE_MIA_TABLE)
+    return wmdp_table(topics) if bench(benchmark).topics else TOFU_TABLE
+
+
 # What an attack is read on per family (a benchmark with topics: its topics' accuracies and
 # MMLU, wmdp_table), the forget metric first; F5 plots the forget metric(s) of each panel
 ROBUSTNESS_METRICS = {

@@ -15,7 +15,8 @@ from typing import Any
 
 from bilevel_unlearning.benchmarks import BENCHMARKS
 from bilevel_unlearning.benchmarks import benchmark as bench
-from bilevel_unlearning.data.layout import TOFU_RETAIN_OF
+from bilevel_unlearning.data.layout import RECORDS_PER_ENTITY, TOFU_RETAIN_OF
+from bilevel_unlearning.data.miniature import records_per_entity
 
 # The model each family's unlearning starts from, and its oracle (what it should approach).
 START_ROLE = {b.family: b.start_role for b in BENCHMARKS.values()}
@@ -266,17 +267,25 @@ def eval_path(
 
 def attack_names(config: Mapping[str, Any], benchmark: str | None = None) -> list[str]:
     """relearn_s{N} for each relearning length (the benchmark's own `relearn.steps` if it sets
-    them), quantize_int{b} for each bit width; without a benchmark, every benchmark's."""
+    them), relearn_heldout_s{N} beside each where `relearn.heldout` is on, quantize_int{b} for
+    each bit width; without a benchmark, every benchmark's."""
     robustness = config.get("robustness") or {}
     if benchmark is None:
         names = [a for b in attacked_benchmarks(config) for a in attack_names(config, b)]
         return list(dict.fromkeys(names))
-    names = [attack_name("relearn", n) for n in relearn_steps(config, benchmark)]
+    steps = relearn_steps(config, benchmark)
+    names = [attack_name("relearn", n) for n in steps]
+    if steps and relearn_recipe(config, benchmark).get("heldout"):
+        names += [attack_name(HELDOUT_RELEARN, n) for n in steps]
     bits = (robustness.get("quantize") or {}).get("bits", [])
     return names + [attack_name("quantize", b) for b in bits]
 
 
-ATTACK_SIZE_PREFIX = {"relearn": "s", "quantize": "int"}  # relearn_s<steps>, quantize_int<bits>
+# relearn_heldout: the attacker relearns one half of the forget facts (by entity or document)
+# and is scored on the other half only (attack.heldout)
+HELDOUT_RELEARN = "relearn_heldout"
+# relearn_s<steps>, relearn_heldout_s<steps>, quantize_int<bits>
+ATTACK_SIZE_PREFIX = {"relearn": "s", HELDOUT_RELEARN: "s", "quantize": "int"}
 
 
 def attack_name(kind: str, size: int) -> str:
@@ -285,14 +294,26 @@ def attack_name(kind: str, size: int) -> str:
 
 
 def attack_kind(attack: str) -> str:
-    """What an attack name does: relearn (relearn_s<N>) or quantize (quantize_int<b>)."""
-    return attack.partition("_")[0]
+    """What an attack name does: relearn (relearn_s<N>), relearn_heldout
+    (relearn_heldout_s<N>) or quantize (quantize_int<b>)."""
+    return attack.rpartition("_")[0]
 
 
 def attack_size(attack: str) -> int:
     """An attack's size: the relearning steps, or the bits of quantized weights."""
-    kind, _, size = attack.partition("_")
+    kind, _, size = attack.rpartition("_")
     return int(size.removeprefix(ATTACK_SIZE_PREFIX[kind]))
+
+
+def heldout_part(benchmark: str, row: str) -> str:
+    """Which held-out split a row's held-out relearning uses: its TOFU forget split, else the
+    benchmark's one (`forget`)."""
+    return row_split(benchmark, row) if bench(benchmark).per_split else "forget"
+
+
+def heldout_split_path(results: str, benchmark: str, part: str) -> str:
+    """<results>/<benchmark>/attack/heldout_split/<part>.json (part: heldout_part)."""
+    return f"{results}/{benchmark}/attack/heldout_split/{part}.json"
 
 
 def relearn_steps(config: Mapping[str, Any], benchmark: str) -> list[int]:
@@ -359,10 +380,32 @@ def attack_settings(
     if kind == "quantize":
         recipe = {k: v for k, v in robustness["quantize"].items() if k != "bits"}
         return {"kind": kind, **recipe, "bits": size}
-    recipe = {k: v for k, v in relearn_recipe(config, benchmark).items() if k != "steps"}
+    recipe = relearn_recipe(config, benchmark)
+    recipe = {k: v for k, v in recipe.items() if k not in ("steps", "heldout")}
     settings = {"kind": kind, **recipe, "steps": size}
     if bench(benchmark).per_split:
-        settings.update(forget_split=row_split(benchmark, row), **chat_settings(config))
+        settings.update(chat_settings(config))
+    return {**settings, **forget_selection(config, benchmark, row_split(benchmark, row))}
+
+
+def forget_selection(
+    config: Mapping[str, Any], benchmark: str, split: str | None
+) -> dict[str, Any]:
+    """What selects the forget data: TOFU's forget split, WMDP's topics."""
+    if bench(benchmark).per_split:
+        return {"forget_split": split}
     if bench(benchmark).topics:
-        settings["topics"] = list(config["wmdp"]["topics"])
-    return settings
+        return {"topics": list(config["wmdp"]["topics"])}
+    return {}
+
+
+def heldout_settings(config: Mapping[str, Any], benchmark: str, part: str) -> dict[str, Any]:
+    """What a held-out split (heldout_part) reads (attack.heldout): the forget data's
+    selection and the records per entity (the miniature's from its generator, the real
+    benchmarks' layout)."""
+    if config["source"] == "miniature":
+        size = records_per_entity(family(benchmark), config["miniature"])
+    else:
+        size = RECORDS_PER_ENTITY[family(benchmark)]
+    split = part if bench(benchmark).per_split else None
+    return {"group_size": size, **forget_selection(config, benchmark, split)}

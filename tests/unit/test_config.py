@@ -381,6 +381,28 @@ BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
         ["config key 'methods.npo.delta'", "(with unlearn.muse_news.method_overrides.npo)"],
     ),
     (
+        "selection on a metric the table does not show",
+        _set("evaluate.tofu.select", {"metric": "knowmem_forget", "direction": "min"}),
+        ["config key 'evaluate.tofu.select.metric': 'knowmem_forget'", "forget_quality"],
+    ),
+    (
+        "selection against an oracle WMDP does not have",
+        _set(
+            "evaluate.wmdp.select",
+            {
+                "metric": "wmdp_bio_acc",
+                "direction": "min",
+                "constraint": {"metric": "mmlu_acc", "within": 0.05, "of": "oracle"},
+            },
+        ),
+        ["'evaluate.wmdp.select.constraint.of'", "no oracle model: use start"],
+    ),
+    (
+        "selection without a direction",
+        _set("evaluate.muse_news.select", {"metric": "knowmem_forget"}),
+        ["evaluate.muse_news.select", "direction"],
+    ),
+    (
         "mapping replaced by a scalar",
         _set("muse", 5),
         ["config key 'muse': 5 is not allowed: must be a mapping"],
@@ -648,8 +670,10 @@ def test_the_paper_attacks_nothing_and_its_robustness_overlay_validates(
     assert config["robustness"]["benchmarks"]["muse_news"]["methods"] is None
     assert sorted(attacked_benchmarks(config)) == ["muse_news", "tofu", "wmdp"]
     relearn_muse = ["relearn_s100", "relearn_s125", "relearn_s150"]
-    assert attack_names(config, "muse_news") == [*relearn_muse, "quantize_int4", "quantize_int8"]
-    assert attack_names(config, "wmdp") == ["relearn_s15", "quantize_int4", "quantize_int8"]
+    heldout_muse = [name.replace("relearn", "relearn_heldout") for name in relearn_muse]
+    quantize = ["quantize_int4", "quantize_int8"]
+    assert attack_names(config, "muse_news") == [*relearn_muse, *heldout_muse, *quantize]
+    assert attack_names(config, "wmdp") == ["relearn_s15", "relearn_heldout_s15", *quantize]
     rows = [row for row, _ in attacked_rows(config, "muse_news")]
     assert rows == ["target", "retrain", *config["unlearn"]["muse_news"]["methods"]]
 

@@ -167,7 +167,10 @@ def test_paper_wmdp_stops_after_the_authors_150_batches_at_seed_42(paper: dict) 
 
 
 def test_attacks_are_named_by_their_size(config: dict) -> None:
-    assert attack_names(config) == ["relearn_s8", "quantize_int4"]
+    assert attack_names(config) == ["relearn_s8", "relearn_heldout_s8", "quantize_int4"]
+    plain = copy.deepcopy(config)
+    plain["robustness"]["relearn"]["heldout"] = False
+    assert attack_names(plain) == ["relearn_s8", "quantize_int4"]
     assert attacked_benchmarks(config) == ["muse_news", "tofu", "wmdp"]
     none = {**config, "robustness": None}
     assert attack_names(none) == [] and attacked_benchmarks(none) == []
@@ -194,7 +197,7 @@ def test_attacked_rows_are_the_table_rows_at_their_table_epoch(config: dict) -> 
     no_references["robustness"]["benchmarks"]["wmdp"] = {"references": False}
     assert attacked_rows(no_references, "wmdp") == [("rmu", 2), ("blur_rmu", 2)]
     every = attacked_evaluations(config, "wmdp")
-    assert len(every) == 3 * 2 and ("original", "quantize_int4", 0) in every
+    assert len(every) == 3 * 3 and ("original", "relearn_heldout_s8", 0) in every
 
 
 def test_attack_settings_merge_the_benchmark_recipe_over_the_shared_one(config: dict) -> None:
@@ -206,6 +209,30 @@ def test_attack_settings_merge_the_benchmark_recipe_over_the_shared_one(config: 
     assert attack_settings(config, "wmdp", "relearn_s8", "rmu")["topics"] == ["bio", "cyber"]
     quantize = attack_settings(config, "muse_news", "quantize_int4", "npo")
     assert quantize == {"kind": "quantize", "bits": 4, "group_size": 32, "backend": "rtn"}
+    # the held-out attack relearns with the same recipe; the switch itself is no setting of
+    # either, so turning it on reruns no plain relearning
+    heldout = attack_settings(config, "tofu", "relearn_heldout_s8", "npo-forget05")
+    assert heldout == {**settings, "kind": "relearn_heldout"}
+    assert "heldout" not in settings
+
+
+def test_heldout_splits_keep_an_entitys_records_together(config: dict) -> None:
+    from bilevel_unlearning.runs import heldout_part, heldout_settings, heldout_split_path
+
+    sizes = config["miniature"]
+    muse = heldout_settings(config, "muse_news", heldout_part("muse_news", "npo"))
+    # a miniature person: one prose document and one exchange per fact
+    assert muse == {"group_size": 1 + sizes["muse"]["facts_per_entity"]}
+    part = heldout_part("tofu", "npo-forget05")
+    assert heldout_settings(config, "tofu", part) == {
+        "group_size": sizes["tofu"]["qa_per_author"],
+        "forget_split": "forget05",
+    }
+    assert heldout_split_path("r", "tofu", part) == "r/tofu/attack/heldout_split/forget05.json"
+    hub = {**config, "source": "hub"}  # TOFU's 20 QA pairs per author; a MUSE article alone
+    assert heldout_settings(hub, "tofu", "forget05")["group_size"] == 20
+    assert heldout_settings(hub, "muse_news", "forget") == {"group_size": 1}
+    assert heldout_settings(hub, "wmdp", "forget") == {"group_size": 1, "topics": ["bio", "cyber"]}
 
 
 def test_table_rows_are_the_references_and_each_method_at_its_table_epoch(config: dict) -> None:
@@ -223,11 +250,12 @@ def test_table_rows_are_the_references_and_each_method_at_its_table_epoch(config
 def test_attack_names_are_made_and_read_back_in_one_place() -> None:
     from bilevel_unlearning.runs import attack_kind, attack_name, attack_size
 
-    for kind, size in (("relearn", 8), ("relearn", 150), ("quantize", 4)):
+    for kind, size in (("relearn", 8), ("relearn", 150), ("relearn_heldout", 8), ("quantize", 4)):
         name = attack_name(kind, size)
         assert (attack_kind(name), attack_size(name)) == (kind, size)
     assert attack_name("relearn", 8) == "relearn_s8"
     assert attack_name("quantize", 4) == "quantize_int4"
+    assert attack_name("relearn_heldout", 8) == "relearn_heldout_s8"
 
 
 def test_seeds_repeat_every_run_and_keep_the_own_seeds_names(config: dict) -> None:

@@ -47,7 +47,9 @@ from bilevel_unlearning.runtime import launch_command, parallel_strategy
 from bilevel_unlearning.runs import (
     NO_ATTACK,
     ORACLE_ROLE,
+    HELDOUT_RELEARN,
     START_ROLE,
+    attack_kind,
     attack_names,
     attack_settings,
     attacked_benchmarks,
@@ -58,6 +60,9 @@ from bilevel_unlearning.runs import (
     evaluation_settings,
     evaluations,
     family,
+    heldout_part,
+    heldout_settings,
+    heldout_split_path,
     oracle_row,
     reference_models,
     retain_log_file,
@@ -80,7 +85,8 @@ HUB = {} if MINIATURE else config["hub"]
 # a local folder in place of the hub (hub.mirror): the download rules pass it on
 MIRROR_ARG = f"--mirror {HUB['mirror']}" if HUB.get("mirror") else ""
 WMDP_TOPICS = config["wmdp"]["topics"]
-# robustness: the attacks (relearn_s<N>, quantize_int<b>) and the benchmarks they apply to
+# robustness: the attacks (relearn_s<N>, relearn_heldout_s<N>, quantize_int<b>) and the
+# benchmarks they apply to
 ATTACKS = attack_names(config)
 ATTACKED = attacked_benchmarks(config)
 ENV = "../../envs/bilevel-unlearning.yaml"

@@ -4,7 +4,8 @@ Recipes from the literature (SPEC section 8): AdamW, a small learning rate, a wa
 tenth of the steps and a cosine decay, on the forget corpus (MUSE), forget-corpus documents
 (WMDP) or the forget split's QA (TOFU). If unlearning only hid the knowledge, a handful of
 steps brings it back; a model that never saw it (the oracle) learns it from scratch, which is
-the baseline an attacked method is read against. The fine-tune is the models stage's
+the baseline an attacked method is read against. The held-out variant (attack.heldout) relearns
+one half of the forget entities and is scored on the other. The fine-tune is the models stage's
 (train_causal_lm, packed sequences).
 """
 
@@ -16,9 +17,9 @@ from typing import Any
 
 import torch
 
-from bilevel_unlearning.io import read_jsonl
+from bilevel_unlearning.attack.heldout import attacker_records, forget_records
 from bilevel_unlearning.models.encoding import ChatFormat, Example
-from bilevel_unlearning.models.recipes import examples_of, forget_sources
+from bilevel_unlearning.models.recipes import examples_of
 from bilevel_unlearning.models.train import schedule_factor, train_causal_lm
 
 
@@ -32,10 +33,19 @@ def sample_records(records: list[dict[str, Any]], samples: int | None, seed: int
 
 
 def relearn_examples(
-    benchmark: str, data: Path, tokenizer: Any, settings: Mapping[str, Any], seed: int
+    benchmark: str,
+    data: Path,
+    tokenizer: Any,
+    settings: Mapping[str, Any],
+    seed: int,
+    heldout_split: Mapping[str, Any] | None = None,
 ) -> list[Example]:
-    """The sampled forget data as training examples, cut to the attack's max_length."""
-    records = [r for f in forget_sources(benchmark, settings) for r in read_jsonl(data / f)]
+    """The sampled forget data as training examples, cut to the attack's max_length; with a
+    held-out split, sampled from its attacker half only (attack.heldout)."""
+    if heldout_split is None:
+        records = forget_records(benchmark, data, settings)
+    else:
+        records = attacker_records(heldout_split, benchmark, data, settings)
     chosen = sample_records(records, settings.get("samples"), seed)
     chat = ChatFormat.from_settings(settings)
     return examples_of(benchmark, chosen, tokenizer, settings["max_length"], chat)

@@ -14,7 +14,7 @@ import torch
 
 from bilevel_unlearning.attack.quantize import bitsandbytes_config, quantize_model
 from bilevel_unlearning.attack.relearn import relearn, relearn_examples
-from bilevel_unlearning.io import atomic_path
+from bilevel_unlearning.io import atomic_path, read_json
 from bilevel_unlearning.models.hf import (
     PROVENANCE_FILE,
     load_model,
@@ -23,6 +23,9 @@ from bilevel_unlearning.models.hf import (
 )
 from bilevel_unlearning.models.recipes import forget_sources
 from bilevel_unlearning.provenance import attack_provenance
+from bilevel_unlearning.runs import HELDOUT_RELEARN
+
+RELEARN_KINDS = ("relearn", HELDOUT_RELEARN)
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +51,26 @@ def attack_step(
     settings: Mapping[str, Any],
     seed: int,
     precision: str,
+    heldout_split: Path | None = None,
 ) -> None:
-    """Attack one model folder into `out` (settings: runs.attack_settings; kind relearn or
-    quantize)."""
+    """Attack one model folder into `out` (settings: runs.attack_settings; kind relearn,
+    relearn_heldout with the held-out split's file, or quantize)."""
     torch.manual_seed(seed)
     kind = settings["kind"]
-    relearning = kind == "relearn"
+    relearning = kind in RELEARN_KINDS
+    if (kind == HELDOUT_RELEARN) != (heldout_split is not None):
+        raise ValueError(f"attack {attack}: a held-out split goes with {HELDOUT_RELEARN} only")
     data_files = [data / f for f in forget_sources(benchmark, settings)] if relearning else []
+    data_files += [heldout_split] if heldout_split is not None else []
     record = attack_provenance(model_dir, data_files, settings, seed, attack=attack)
     if kind == "quantize" and settings.get("backend", "rtn") == "bitsandbytes":
         bitsandbytes_folder(model_dir, out, int(settings["bits"]), record)
         return
     model = load_model(model_dir, precision)
     tokenizer = load_tokenizer(model_dir)
-    if kind == "relearn":
-        examples = relearn_examples(benchmark, data, tokenizer, settings, seed)
+    if relearning:
+        split = None if heldout_split is None else read_json(heldout_split)
+        examples = relearn_examples(benchmark, data, tokenizer, settings, seed, split)
         record["losses"] = relearn(model, tokenizer, examples, settings, seed, log=log.info)
         record["examples"] = len(examples)
     elif kind == "quantize":

@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bilevel_unlearning.benchmarks import BENCHMARKS
 from bilevel_unlearning.config.hub_rules import hub_problems
 from bilevel_unlearning.config.messages import (
     key_path,
@@ -16,6 +17,7 @@ from bilevel_unlearning.config.messages import (
 )
 from bilevel_unlearning.config.method_rules import method_problems
 from bilevel_unlearning.config.values import as_mapping, has_trait, int_or_none, items_of
+from bilevel_unlearning.metric_catalog import table_metrics
 
 
 def cross_field_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
@@ -192,6 +194,37 @@ def evaluate_epoch_problems(config: Mapping[str, Any]) -> list[str]:
                         f"the tables can only use an evaluated epoch: one of {evaluated}",
                     )
                 )
+        problems += selection_problems(config, benchmark, as_mapping(entry).get("select"))
+    return problems
+
+
+def selection_problems(config: Mapping[str, Any], benchmark: str, select: Any) -> list[str]:
+    """A selection rule reads metrics the benchmark's table shows, and an oracle that exists."""
+    if not isinstance(select, Mapping) or benchmark not in BENCHMARKS:
+        return []
+    shown = table_metrics(benchmark, as_mapping(config.get("wmdp")).get("topics") or ())
+    problems = []
+    for path, name in (
+        (["metric"], select.get("metric")),
+        (["constraint", "metric"], as_mapping(select.get("constraint")).get("metric")),
+    ):
+        if name is not None and name not in shown:
+            problems.append(
+                not_allowed(
+                    ["evaluate", benchmark, "select", *path],
+                    name,
+                    f"not a metric of {benchmark}'s table: one of {', '.join(shown)}",
+                )
+            )
+    constraint = as_mapping(select.get("constraint"))
+    if constraint.get("of") == "oracle" and not BENCHMARKS[benchmark].oracle_role:
+        problems.append(
+            not_allowed(
+                ["evaluate", benchmark, "select", "constraint", "of"],
+                "oracle",
+                f"{benchmark} has no oracle model: use start",
+            )
+        )
     return problems
 
 

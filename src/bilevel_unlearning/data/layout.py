@@ -28,6 +28,10 @@ MUSE_LAYOUT: dict[str, tuple[str, ...]] = {
 TOFU_FORGET_SPLITS = ("forget01", "forget05", "forget10")
 TOFU_RETAIN_OF = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
 TOFU_FORGET_SHARE = {"forget01": 0.01, "forget05": 0.05, "forget10": 0.10}
+# Consecutive forget records of one entity on the real benchmarks, the unit a held-out split
+# keeps whole (attack.heldout): a TOFU author's 20 QA pairs, in author order (TOFU's layout);
+# one MUSE article or WMDP paper, whose entities no field names.
+RECORDS_PER_ENTITY = {"muse": 1, "tofu": 20, "wmdp": 1}
 _QA = ("question", "answer")
 _PERTURBED = (
     "question",

@@ -174,6 +174,16 @@ def build_muse(seed: int, corpus: str, sizes: Mapping[str, int]) -> Splits:
     }
 
 
+def records_per_entity(family: str, miniature: Mapping[str, Any]) -> int:
+    """Consecutive forget records of one generated entity: a MUSE person's prose document and
+    one exchange per fact, a TOFU author's QA pairs; WMDP's documents mix subjects (one)."""
+    if family == "muse":
+        return 1 + int(miniature["muse"]["facts_per_entity"])
+    if family == "tofu":
+        return int(miniature["tofu"]["qa_per_author"])
+    return 1
+
+
 def tofu_split_sizes(authors: int) -> dict[str, int]:
     """Authors in each forget split: 1%, 5%, 10% of them, at least one, nested like TOFU's."""
     return {s: max(1, math.ceil(share * authors)) for s, share in layout.TOFU_FORGET_SHARE.items()}

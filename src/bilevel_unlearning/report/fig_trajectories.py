@@ -36,10 +36,12 @@ def plot_trajectories(
     out: Path,
     suffix: str = "",
     seeds: Sequence[int | None] = (None,),
+    chosen: Mapping[str, int] | None = None,
 ) -> list[str]:
     """Each method's path from the start model (epoch 0) through its evaluated epochs, the
     oracle's level dotted; suffix: the forget split of a benchmark with one row per split;
-    with several seeds the mean and a band of one standard deviation."""
+    with several seeds the mean and a band of one standard deviation; chosen: method -> the
+    epoch a selection rule picked (report.selection), ringed."""
     family = bench(benchmark).family
     panels = PANELS[family]
     figure, axes = new_figure(len(panels), height=1.8, columns=2.0)
@@ -51,6 +53,17 @@ def plot_trajectories(
             rows = seed_rows(method, seeds, suffix)
             stats += [metric_over_seeds(results, benchmark, rows, e, name) for e in epochs]
             plot_with_spread(ax, xs, stats, label=display(method), color=colours[method])
+            if chosen and method in chosen:
+                y = stats[xs.index(chosen[method])][0]
+                ax.plot(
+                    [chosen[method]],
+                    [y],
+                    marker="o",
+                    markersize=9,
+                    fillstyle="none",
+                    color=colours[method],
+                    linestyle="none",
+                )
         if ORACLE_ROLE[family]:  # the level unlearning should reach (none on WMDP)
             value = metric_at(results, benchmark, ORACLE_ROLE[family] + suffix, 0, name)
             label = display(ORACLE_ROLE[family])
@@ -60,6 +73,8 @@ def plot_trajectories(
         ax.set_xticks([0, *epochs])
         metric = catalog.METRICS[name]
         ax.set_title(f"{metric.label} {ARROWS[metric.direction]}")
+    if chosen:
+        figure.text(0.01, 0.01, "○ the epoch the selection rule chose", fontsize=6)
     labels = shared_legend(figure, axes)
     save_figure(figure, out)
     return labels

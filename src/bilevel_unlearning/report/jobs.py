@@ -15,6 +15,7 @@ from typing import Any
 from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.metric_catalog import PAPER_TABLES
 from bilevel_unlearning.runs import (
+    HELDOUT_RELEARN,
     NO_ATTACK,
     attack_kind,
     attack_names,
@@ -22,6 +23,8 @@ from bilevel_unlearning.runs import (
     attacked_rows,
     eval_path,
     extra_seeds,
+    heldout_part,
+    heldout_split_path,
     reference_models,
     reference_rows,
     relearn_steps,
@@ -62,13 +65,37 @@ def row_suffix(config: Mapping[str, Any], benchmark: str) -> str:
 # ------------------------------------------------------------------------------------ tables
 
 
+def selection_rules(config: Mapping[str, Any], benchmarks: Sequence[str]) -> dict[str, Any]:
+    """benchmark -> its checkpoint-selection rule (`evaluate.<b>.select`), where it has one."""
+    return {
+        b: config["evaluate"][b]["select"]
+        for b in benchmarks
+        if config["evaluate"][b].get("select")
+    }
+
+
+def selectable_rows(config: Mapping[str, Any], benchmark: str) -> list[tuple[str, int]]:
+    """The table's rows (runs.table_rows); under a selection rule every unlearned row once per
+    evaluated epoch, for the rule to choose from (report.selection)."""
+    rows = table_rows(config, benchmark)
+    if not config["evaluate"][benchmark].get("select"):
+        return rows
+    epochs = sorted(config["evaluate"][benchmark]["epochs"])
+    return [(row, e) for row, epoch in rows for e in ([0] if epoch == 0 else epochs)]
+
+
 def table_settings(config: Mapping[str, Any], benchmarks: Sequence[str]) -> dict[str, Any]:
     """What a paper table reads: each benchmark's (row, epoch) evaluations (runs.table_rows)
-    and table epoch, with the WMDP topics or TOFU splits where a benchmark has them."""
+    and table epoch, with the WMDP topics or TOFU splits where a benchmark has them; under a
+    selection rule every evaluated epoch, the rule, and each row's fixed epoch to fall back to."""
     settings: dict[str, Any] = {
-        "rows": {b: table_rows(config, b) for b in benchmarks},
+        "rows": {b: selectable_rows(config, b) for b in benchmarks},
         "epochs": {b: table_epoch(config, b) for b in benchmarks},
     }
+    selects = selection_rules(config, benchmarks)
+    if selects:
+        settings["select"] = selects
+        settings["fallback_epochs"] = {b: dict(table_rows(config, b)) for b in selects}
     if any(bench(b).topics for b in benchmarks):
         settings["topics"] = config["wmdp"]["topics"]
     if any(bench(b).per_split for b in benchmarks):
@@ -109,10 +136,25 @@ def table_jobs(config: Mapping[str, Any]) -> dict[str, ReportJob]:
             inputs = [f for b, rows in settings["rows"].items() for f in _evals(config, b, rows)]
             jobs[name] = ReportJob(inputs, settings, category)
     if attacked_benchmarks(config):
+        splits = heldout_splits(config)
         settings = {**robustness_settings(config), "attacks": attack_names(config)}
-        inputs = robustness_inputs(config, ("relearn", "quantize"))
-        jobs["table_4_robustness"] = ReportJob(inputs, settings, "Robustness")
+        settings.update({"heldout_splits": splits} if splits else {})
+        inputs = robustness_inputs(config, ("relearn", HELDOUT_RELEARN, "quantize"))
+        inputs += [path for parts in splits.values() for path in parts.values()]
+        jobs["table_4_robustness"] = ReportJob(inputs, settings, "Robustness", ("robustness.py",))
     return jobs
+
+
+def heldout_splits(config: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """benchmark -> heldout_part -> split file, for every benchmark with held-out relearning."""
+    return {
+        b: {
+            part: heldout_split_path(config["results_dir"], b, part)
+            for part in dict.fromkeys(heldout_part(b, row) for row, _ in attacked_rows(config, b))
+        }
+        for b in attacked_benchmarks(config)
+        if any(attack_kind(a) == HELDOUT_RELEARN for a in attack_names(config, b))
+    }
 
 
 # ----------------------------------------------------------------------------------- figures
@@ -163,6 +205,9 @@ def trajectories_jobs(config: Mapping[str, Any], benchmark: str | None) -> dict[
     inputs = _evals(config, benchmark, reference_rows(config, benchmark) + rows)
     settings = {"benchmark": benchmark, "methods": methods, "epochs": sorted(epochs)}
     settings.update(seed_setting(seeds))
+    if config["evaluate"][benchmark].get("select"):  # F4 marks each method's chosen epoch
+        settings["select"] = config["evaluate"][benchmark]["select"]
+        settings["fallback_epochs"] = dict(table_rows(config, benchmark))
     settings.update({"suffix": suffix} if suffix else {})
     job = ReportJob(inputs, settings, "Trajectories", ("fig_trajectories.py",))
     return {"figure_4_trajectories": job}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,11 @@ from bilevel_unlearning import metric_catalog as catalog
 from bilevel_unlearning.io import read_json, sha256_file, write_json, write_text
 from bilevel_unlearning.numerics import pinned_here
 from bilevel_unlearning.report.bands import (
-    BAND_SDS,
     STATUSES,
-    band_of,
     band_path,
     cell_status,
     read_bands,
 )
-from bilevel_unlearning.runs import seedless_row
 
 
 def result_summary(path: Path) -> dict[str, Any]:
@@ -221,66 +217,3 @@ def bitwise_verdict(counts: Mapping[str, int], pinned: bool) -> str:
         "config change (or an unpinned kernel path) moved them. Within their bands they pass; "
         "re-commit the tables (`make expected-bands`) if the change is intended."
     )
-
-
-def reproduced_values(
-    results: Mapping[tuple[str, str, int], Mapping[str, Any]],
-    benchmark: str,
-    row: str,
-    epoch: int,
-    metric: str,
-) -> list[float]:
-    """A row's metric over its seeds (runs.seedless_row gathers row-seed<N>), as a fraction."""
-    return [
-        float(record["metrics"][metric])
-        for (b, name, e), record in sorted(results.items())
-        if b == benchmark and e == epoch and seedless_row(name) == row
-        and record["metrics"].get(metric) is not None
-    ]  # fmt: skip
-
-
-def published_in_band(values: Sequence[float], published: float, metric: str) -> str:
-    """Whether a published number lies in the run's seed band (report.bands, without the
-    tolerance widening: the band of chance alone); one seed has no band."""
-    if len(values) < 2:
-        return "one seed: no band"
-    band = band_of(values, atol=0.0, in_log=catalog.tolerance(metric)[1])
-    inside = band.contains(published)
-    return f"{'yes' if inside else 'no'} ({band.low:.4g} … {band.high:.4g})"
-
-
-def compare_reference(
-    results: Mapping[tuple[str, str, int], Mapping[str, Any]],
-    references: Mapping[str, Any],
-    epochs: Mapping[str, int],
-    out: Path,
-) -> None:
-    """Reproduced vs published numbers (config/reference_results.yaml), with deltas, sources
-    and, with several seeds (config seeds), whether the published number lies in the run's
-    seed band."""
-    lines = [
-        "# Reproduced against published numbers",
-        "",
-        "Reproduced: the mean over the run's seeds (± their standard deviation with several); "
-        f"in band: the published number inside mean ± {BAND_SDS:g} standard deviations.",
-        "",
-        "| benchmark | row | metric | reproduced | published | delta | in band | source |",
-        "|---|---|---|---:|---:|---:|---|---|",
-    ]
-    for entry in references["entries"]:
-        benchmark, row, metric = entry["benchmark"], entry["row"], entry["metric"]
-        epoch = 0 if entry.get("reference_model", False) else epochs.get(benchmark, 0)
-        values = reproduced_values(results, benchmark, row, epoch, metric)
-        published = float(entry["value"])
-        if values:
-            ours = sum(values) / len(values)
-            spread = f" ± {statistics.stdev(values):.2g}" if len(values) > 1 else ""
-            shown, delta = f"{ours:.4g}{spread}", f"{ours - published:+.4g}"
-            band = published_in_band(values, published, metric)
-        else:
-            shown, delta, band = "not run", "–", "–"
-        lines.append(
-            f"| {benchmark} | {row} | {metric} | {shown} | {published:.4g} | {delta} | {band} | "
-            f"{references['sources'][entry['source']]} |"
-        )
-    write_text(out, "\n".join(lines) + "\n")

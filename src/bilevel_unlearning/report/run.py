@@ -7,10 +7,13 @@ JSONs and step logs only, so every number in paper_figures/ traces back to a res
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bilevel_unlearning.io import read_json
 from bilevel_unlearning.report import tables
+from bilevel_unlearning.report.jobs import evaluation_results
 from bilevel_unlearning.report.style import method_colours
 
 
@@ -24,12 +27,36 @@ def row_lists(settings: Mapping[str, Any]) -> dict[str, list[tuple[str, int]]]:
     return {b: [(row, int(epoch)) for row, epoch in rows] for b, rows in settings["rows"].items()}
 
 
-def build_table(name: str, inputs: Sequence[str], settings: Mapping[str, Any], out: Path) -> None:
+def chosen_rows(
+    inputs: Sequence[str], settings: Mapping[str, Any]
+) -> tuple[dict[str, list[tuple[str, int]]], tuple[str, ...]]:
+    """The rows a paper table shows, each at one epoch: under a selection rule the epoch it
+    chooses (report.selection), with the notes that say which and why."""
     rows = row_lists(settings)
+    if not settings.get("select"):
+        return rows, ()
+    from bilevel_unlearning.report.selection import select_rows, selection_notes
+
+    results = tables.load_results(inputs)
+    rows, choices = select_rows(results, rows, settings["select"], settings["fallback_epochs"])
+    return rows, selection_notes(choices, settings["select"])
+
+
+def build_table(name: str, inputs: Sequence[str], settings: Mapping[str, Any], out: Path) -> None:
+    rows, notes = chosen_rows(inputs, settings)
     if name == "table_4_robustness":  # reads every attack's results, each file once
-        results = tables.load_all_results(inputs)
+        from bilevel_unlearning.report.robustness import robustness_table
+
+        results = tables.load_all_results(evaluation_results(inputs))
+        splits = {
+            b: {
+                part: read_json(path, made_by="its heldout_split rule")
+                for part, path in parts.items()
+            }
+            for b, parts in settings.get("heldout_splits", {}).items()
+        }
         attacks, topics = settings["attacks"], settings["topics"]
-        table = tables.robustness_table(results, rows, attacks, topics, settings["references"])
+        table = robustness_table(results, rows, attacks, topics, settings["references"], splits)
     elif name in ("table_1_muse", "table_s1_muse_mia"):
         mia = name == "table_s1_muse_mia"
         table = tables.muse_table(tables.load_results(inputs), rows, settings["epochs"], mia)
@@ -41,7 +68,7 @@ def build_table(name: str, inputs: Sequence[str], settings: Mapping[str, Any], o
         table = tables.tofu_table(results, rows, settings["epochs"], settings["splits"])
     else:
         raise ValueError(f"unknown table {name!r}")
-    tables.write_table(table, out)
+    tables.write_table(replace(table, notes=(*table.notes, *notes)), out)
 
 
 def build_figure(name: str, inputs: Sequence[str], settings: Mapping[str, Any], out: Path) -> None:
@@ -85,9 +112,29 @@ def build_figure(name: str, inputs: Sequence[str], settings: Mapping[str, Any], 
         benchmark, methods, epochs = settings["benchmark"], settings["methods"], settings["epochs"]
         suffix = settings.get("suffix", "")
         seeds = settings.get("seeds", [None])
-        plot_trajectories(results, benchmark, methods, epochs, colours, out, suffix, seeds)
+        chosen = chosen_epochs(results, settings) if settings.get("select") else {}
+        plot_trajectories(results, benchmark, methods, epochs, colours, out, suffix, seeds, chosen)
     else:
         raise ValueError(f"unknown figure {name!r}")
+
+
+def chosen_epochs(results: Mapping, settings: Mapping[str, Any]) -> dict[str, int]:
+    """F4's marks: the epoch the selection rule chooses for each method's own-seed row."""
+    from bilevel_unlearning.report.selection import choose_epoch
+
+    benchmark, suffix = settings["benchmark"], settings.get("suffix", "")
+    fallbacks = settings["fallback_epochs"]
+    return {
+        method: choose_epoch(
+            results,
+            benchmark,
+            method + suffix,
+            settings["epochs"],
+            settings["select"],
+            fallbacks[method + suffix],
+        ).epoch
+        for method in settings["methods"]
+    }
 
 
 def report_step(

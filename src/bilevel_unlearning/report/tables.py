@@ -1,4 +1,4 @@
-"""Tables T1 (MUSE), T2 (WMDP), T3 (TOFU), S1 (MUSE's MIA suite) and T4 (robustness) from
+"""Tables T1 (MUSE), T2 (WMDP), T3 (TOFU) and S1 (MUSE's MIA suite; T4: report.robustness) from
 evaluation JSONs, as CSV, Markdown and LaTeX.
 
 A table is built as data first (rows of numbers, columns with a direction), then rendered;
@@ -28,8 +28,6 @@ from bilevel_unlearning.runs import (
     ORACLE_ROLE,
     SEED_SUFFIX,
     START_ROLE,
-    attack_kind,
-    attack_size,
     seedless_row,
 )
 
@@ -111,6 +109,7 @@ class Table:
 
 
 CORPUS = {b.name: b.label for b in BENCHMARKS.values() if b.family == "muse"}
+BENCHMARK_LABELS = {b.name: b.label for b in BENCHMARKS.values()}
 
 
 def best_of(values: Sequence[float], direction: str) -> float:
@@ -409,69 +408,4 @@ def tofu_table(
         frozenset(refs),
         values,
         seed_values=seeds,
-    )
-
-
-# ------------------------------------------------------------------ T4: robustness
-
-BENCHMARK_LABELS = {b.name: b.label for b in BENCHMARKS.values()}
-
-
-def attack_label(attack: str) -> str:
-    """relearn_s16 -> "Relearn 16 steps", quantize_int4 -> "Int4"."""
-    if attack == NO_ATTACK:
-        return "No attack"
-    if attack_kind(attack) == "relearn":
-        return f"Relearn {attack_size(attack)} steps"
-    return f"Int{attack_size(attack)}"
-
-
-def robustness_table(
-    results: Mapping[tuple[str, str, int, str], Mapping[str, Any]],
-    rows: Mapping[str, Sequence[tuple[str, int]]],
-    attacks: Sequence[str],
-    topics: Sequence[str],
-    references: Mapping[str, Sequence[str]],
-) -> Table:
-    """T4: per benchmark, each attacked row's metrics without attack, after each attack, and
-    what the attack recovered (attacked minus unattacked; for a forget metric, knowledge
-    brought back). rows: benchmark -> (row, epoch); references: benchmark -> reference rows."""
-    columns = [Column("", NO_ATTACK, attack_label(NO_ATTACK), "none")]
-    for attack in attacks:
-        columns.append(Column("", attack, attack_label(attack), "none"))
-        columns.append(Column("", f"recovered:{attack}", f"Δ {attack_label(attack)}", "none"))
-    keys, labels, formats, reference_keys = [], {}, {}, set()
-    values: dict[tuple[str, Column], float | None] = {}
-    for benchmark, attacked in rows.items():
-        for row, epoch in attacked:
-            for name in catalog.robustness_metrics(benchmark, topics):
-                spec = catalog.METRICS[name]
-                key = f"{benchmark}:{row}:{name}"
-                keys.append(key)
-                labels[key] = (
-                    f"{BENCHMARK_LABELS.get(benchmark, benchmark)} · {display(row)}"
-                    f" · {spec.label} {ARROWS[spec.direction]}"
-                )
-                formats[key] = spec.digits
-                if row in references.get(benchmark, ()):
-                    reference_keys.add(key)
-                plain = metric(results.get((benchmark, row, epoch, NO_ATTACK)), name)
-                values[(key, columns[0])] = plain
-                for index, attack in enumerate(attacks):
-                    after = metric(results.get((benchmark, row, epoch, attack)), name)
-                    values[(key, columns[1 + 2 * index])] = after
-                    both = plain is not None and after is not None
-                    values[(key, columns[2 + 2 * index])] = after - plain if both else None
-    return Table(
-        "table_4_robustness",
-        "Robustness: each row's metric without attack, after each attack (relearning: a few "
-        "fine-tuning steps on forget data; IntN: weights rounded to N bits), and Δ, the change "
-        "the attack made (on a forget metric: the knowledge it brought back).",
-        tuple(columns),
-        tuple(keys),
-        frozenset(reference_keys),
-        values,
-        labels=labels,
-        row_digits=formats,
-        mark_best=False,
     )

@@ -3,6 +3,7 @@ a file round trip, and a regression that leaves the band."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import statistics
@@ -130,7 +131,7 @@ def test_a_pinned_machine_flags_cells_that_moved_even_inside_their_bands(
 
 
 def test_published_numbers_are_placed_against_the_runs_seed_band(tmp_path: Path) -> None:
-    from bilevel_unlearning.report.manifest import compare_reference
+    from bilevel_unlearning.report import reproduction
 
     def record(row: str, value: float) -> dict:
         return {"metrics": {"model_utility": value, "forget_quality": None}}
@@ -154,14 +155,42 @@ def test_published_numbers_are_placed_against_the_runs_seed_band(tmp_path: Path)
              "value": 0.14, "source": "ou"},
         ],
     }  # fmt: skip
-    out = tmp_path / "reference.md"
-    compare_reference(results, references, {"tofu": 2}, out)
-    lines = out.read_text().splitlines()
+    lines = reproduction.published_lines(results, references, {"tofu": 2})
+    reproduction.write_reproduction(lines, reproduction.PUBLISHED_INTRO, tmp_path / "t")
+    table = (tmp_path / "t.md").read_text().splitlines()
     # mean 0.45, sd 0.01: the band is 0.45 +- 0.04
     assert (
-        "| tofu | npo-forget05 | model_utility | 0.45 ± 0.01 | 0.45 | +0 | yes (0.41 … 0.49) |"
-        in lines[6]
+        "| tofu | npo-forget05 | model_utility | 0.45 | 0.45 ± 0.01 | +0 | 0.41 … 0.49 | yes "
+        "| open-unlearning |" in table[6]
     )
-    assert "| 0.6 | -0.15 | no (0.41 … 0.49) |" in lines[7]
-    assert "| 0.5 | 0.53 | -0.03 | one seed: no band |" in lines[8]
-    assert "| not run |" in lines[9]
+    assert "| 0.6 | 0.45 ± 0.01 | -0.15 | 0.41 … 0.49 | no |" in table[7]
+    assert "| 0.53 | 0.5 | -0.03 | – | one seed: no band |" in table[8]
+    assert "| 0.14 | – | – | – | not run |" in table[9]
+    rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    assert rows[1]["verdict"] == "no" and float(rows[1]["difference"]) == pytest.approx(-0.15)
+    assert rows[3]["reproduced"] == "" and rows[3]["source"] == "open-unlearning"
+
+
+def test_on_the_miniature_the_reproduction_table_is_the_expected_comparison(
+    tmp_path: Path,
+) -> None:
+    from bilevel_unlearning.report import reproduction
+
+    comparison = {
+        "tables": {
+            "table_1_muse.csv": [
+                {"row": "npo", "column": "knowmem_forget", "produced": 20.5, "expected": 20.0,
+                 "delta": 0.5, "band": [18.0, 22.0], "status": "band", "ok": True},
+            ],
+            "table_9.csv": None,
+        }
+    }  # fmt: skip
+    (line,) = reproduction.expected_lines(comparison, "default")
+    assert (line.group, line.reference, line.reproduced, line.verdict) == (
+        "table_1_muse",
+        20.0,
+        20.5,
+        "band",
+    )
+    assert (line.band_low, line.band_high, line.difference) == (18.0, 22.0, 0.5)
+    assert line.source == "config/expected/default/table_1_muse.csv (seed 0)"

@@ -15,6 +15,7 @@ from bilevel_unlearning.report.fig_gamma import plot_gamma
 from bilevel_unlearning.report.fig_geometry import plot_geometry
 from bilevel_unlearning.report.fig_tradeoff import plot_tradeoff
 from bilevel_unlearning.report.fig_trajectories import plot_trajectories
+from bilevel_unlearning.report.robustness import robustness_table
 from bilevel_unlearning.report.style import display, method_colours
 
 MUSE = {
@@ -271,7 +272,7 @@ def robustness_results() -> dict:
 
 def test_robustness_table_reports_what_each_attack_recovered(robustness_results: dict) -> None:
     rows = {"wmdp": [("original", 0), ("rmu", 2)]}
-    table = tables.robustness_table(
+    table = robustness_table(
         robustness_results, rows, ["relearn_s4", "quantize_int4"], ["bio"], {"wmdp": ["original"]}
     )
     parsed = list(csv.DictReader(io.StringIO(tables.to_csv(table))))
@@ -364,3 +365,41 @@ def test_seeds_are_gathered_into_mean_plus_minus_std_with_each_seed_in_the_csv()
     seeds = [float(npo_row[f"News:verbmem_forget:seed={s}"]) for s in ("own", "1", "2")]
     assert seeds == pytest.approx([10.0, 14.0, 12.0])
     assert dict(zip(header, body[0], strict=True))["News:verbmem_forget:seed=own"] == ""
+
+
+def test_heldout_relearning_is_read_on_the_heldout_items_before_and_after() -> None:
+    """KnowMem per item: the attack lifts the two items it relearned to 1.0 and the held-out
+    ones (items 2, 3) from 0.1 to 0.3: held-out Δ 20 points, same-set Δ much more."""
+    before = [0.1, 0.1, 0.1, 0.1]
+    after = {"relearn_s4": [1.0, 1.0, 0.3, 0.3], "relearn_heldout_s4": [1.0, 1.0, 0.3, 0.3]}
+    results = {}
+    for attack, scores in [("none", before), *after.items()]:
+        metrics = {"knowmem_forget": sum(scores) / 4, "verbmem_forget": 0.5, "knowmem_retain": 0.6}
+        record = attacked("npo", 1, attack, metrics, "muse_news")
+        record["items"] = {
+            "knowmem_forget": [{"rouge_l_f1": x} for x in scores],
+            "verbmem_forget": [{"rouge_l_f1": 0.5}] * 2,
+        }
+        results[("muse_news", "npo", 1, attack)] = record
+    split = {
+        "rule": "by hand",
+        "entities": 4,
+        "attacker_entities": [0, 1],
+        "items": {"knowmem_forget": 4, "verbmem_forget": 2},
+        "heldout_items": {"knowmem_forget": [2, 3], "verbmem_forget": [1]},
+    }
+    table = robustness_table(
+        results, {"muse_news": [("npo", 1)]}, list(after), [], {}, {"muse_news": {"forget": split}}
+    )
+    parsed = {r["row"]: r for r in csv.DictReader(io.StringIO(tables.to_csv(table)))}
+    knowmem = parsed["muse_news:npo:knowmem_forget"]
+    assert float(knowmem["recovered:relearn_s4"]) == pytest.approx(100 * (0.65 - 0.1))
+    assert float(knowmem["relearn_heldout_s4"]) == pytest.approx(30.0)
+    assert float(knowmem["recovered:relearn_heldout_s4"]) == pytest.approx(20.0)
+    # a metric a split does not touch (retain) reads the same in both columns
+    retain = parsed["muse_news:npo:knowmem_retain"]
+    assert retain["relearn_heldout_s4"] == retain["relearn_s4"]
+    assert "knowmem_forget 2 of 4, verbmem_forget 1 of 2 (2 of 4 entities relearned)" in (
+        tables.to_markdown(table)
+    )
+    assert "Relearn 4 steps, held-out" in tables.to_markdown(table)
