@@ -3,13 +3,6 @@
 # and attacks is the config's `robustness` section (runs.attacked_rows, runs.attack_names).
 
 
-def heldout_split_input(w):
-    """A held-out relearning's split (attack.heldout); nothing for the other attacks."""
-    if attack_kind(w.attack) != HELDOUT_RELEARN:
-        return []
-    return heldout_split_path(RESULTS, w.benchmark, heldout_part(w.benchmark, w.row))
-
-
 # The held-out split of a benchmark's forget facts (per TOFU forget split): which entities the
 # attacker relearns, which evaluation items it is scored on. Made once, from the data and seed;
 # every held-out attack of the benchmark and the report read the same file.

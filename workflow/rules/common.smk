@@ -319,3 +319,10 @@ def print_plan():
     table = config_plan(config, {b: unlearn_gpus(b) for b in BENCHMARKS})
     print(table, end="")
     return table
+
+
+def heldout_split_input(w):
+    """A held-out relearning's split (attack.heldout); nothing for the other attacks."""
+    if attack_kind(w.attack) != HELDOUT_RELEARN:
+        return []
+    return heldout_split_path(RESULTS, w.benchmark, heldout_part(w.benchmark, w.row))

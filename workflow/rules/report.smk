@@ -172,10 +172,11 @@ if config["source"] == "hub":
             ENV
         params:
             epochs=as_json({b: table_epoch(config, b) for b in BENCHMARKS}),
+            out=lambda w, output: str(Path(output.csv).with_suffix("")),
         shell:
             "python -m bilevel_unlearning.cli reproduction"
             " --inputs {input.results} --reference {input.reference}"
-            " --epochs '{params.epochs}' --out " + REPRODUCTION + " > {log} 2>&1"
+            " --epochs '{params.epochs}' --out {params.out} > {log} 2>&1"
 
 elif "paper_figures/expected_comparison.md" in CHECKS["paper"]:
     CHECKS["paper"].append(f"{REPRODUCTION}.md")
@@ -196,11 +197,10 @@ elif "paper_figures/expected_comparison.md" in CHECKS["paper"]:
             ENV
         params:
             expected=config["expected_tables"],
+            out=lambda w, output: str(Path(output.csv).with_suffix("")),
         shell:
             "python -m bilevel_unlearning.cli reproduction --comparison {input.comparison}"
-            " --expected-name {params.expected} --out "
-            + REPRODUCTION
-            + " > {log} 2>&1"
+            " --expected-name {params.expected} --out {params.out} > {log} 2>&1"
 
 
 rule paper_outputs:
