@@ -589,3 +589,41 @@ def test_a_duplicate_key_in_a_configfile_names_the_file_and_line(tiny_run: Path)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "found key 'seed' twice" in output and f'"{twice}", line 3' in output
+
+
+def test_a_selection_rule_chooses_each_rows_epoch_in_the_tables(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    """evaluate.<b>.select end to end, in a hard-linked copy of the tiny run: only T1, S1 and
+    F4 are made again, and T1 shows each method at the epoch the rule picks from its result
+    files (the lowest KnowMem D_f whose KnowMem D_r is within 50% of the target's)."""
+    workdir = tmp_path / "selected"
+    shutil.copytree(tiny_run, workdir, copy_function=os.link, symlinks=True)
+    rule = {
+        "metric": "knowmem_forget",
+        "direction": "min",
+        "constraint": {"metric": "knowmem_retain", "within": 0.5, "of": "start"},
+    }
+    overlay = tmp_path / "select.yaml"
+    overlay.write_text(yaml.safe_dump({"evaluate": {"muse_news": {"select": rule}}}))
+    targets = ("paper_figures/table_1_muse.csv", "paper_figures/figure_4_trajectories.pdf")
+    dry = snakemake(workdir, "--dry-run", *targets, overrides=(overlay,))
+    assert set(planned_jobs(dry.stdout)) == {"table_1_muse", "figure_4_trajectories"}, dry.stdout
+    result = snakemake(workdir, *targets, overrides=(overlay,))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    from bilevel_unlearning.report.manifest import read_table_csv
+
+    table = read_table_csv(workdir / "paper_figures/table_1_muse.csv")
+    floor = 0.5 * evaluation(workdir, "muse_news", "target", 0)["metrics"]["knowmem_retain"]
+    retain = evaluation(workdir, "muse_news", "target", 0)["metrics"]["knowmem_retain"]
+    notes = (workdir / "paper_figures/table_1_muse.md").read_text()
+    assert "epochs chosen by rule (lowest KnowMem D_f with KnowMem D_r within 50%" in notes
+    for method in ("ga", "npo", "blur_npo"):
+        metrics = {e: evaluation(workdir, "muse_news", method, e)["metrics"] for e in (1, 2)}
+        allowed = [e for e in (1, 2) if abs(metrics[e]["knowmem_retain"] - retain) <= floor]
+        chosen = min(allowed, key=lambda e: metrics[e]["knowmem_forget"]) if allowed else 2
+        assert table[(method, "News:knowmem_forget")] == pytest.approx(
+            100 * metrics[chosen]["knowmem_forget"]
+        )
+        assert f"{method} epoch {chosen}" in notes

@@ -73,8 +73,9 @@ def plot_trajectories(
         ax.set_xticks([0, *epochs])
         metric = catalog.METRICS[name]
         ax.set_title(f"{metric.label} {ARROWS[metric.direction]}")
-    if chosen:
-        figure.text(0.01, 0.01, "○ the epoch the selection rule chose", fontsize=6)
+    if chosen:  # one legend entry for the rings
+        axes[0].plot([], [], marker="o", markersize=9, fillstyle="none", color=REFERENCE_COLOUR,
+                     linestyle="none", label="epoch chosen by the rule")  # fmt: skip
     labels = shared_legend(figure, axes)
     save_figure(figure, out)
     return labels
