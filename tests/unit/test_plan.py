@@ -365,3 +365,14 @@ def test_time_limits_come_from_the_plan_with_a_margin_and_grow_per_attempt() -> 
     uncapped = paper_config()
     del uncapped["unlearn"]["wmdp"]["max_steps_per_epoch"]
     assert workload.time_limit_minutes(uncapped, "wmdp", "rmu", 1) == 480
+
+
+def test_the_h200_option_is_two_gpus_in_mixed_precision() -> None:
+    """A 7B MUSE run in `precision: mixed` (the paper config): one 141 GB H200 does not hold
+    it (issue 23 item 4), two do under FSDP2; pure bf16 would fit one, but rounds away most
+    AdamW updates at lr 1e-5, so the profile offers 2 x H200, not 1 (profiles/slurm)."""
+    muse = job(precision="mixed", batch=32, micro_batch=4, gradient_checkpointing=True, gpu="H200")
+    one = plan.estimate({**muse, "gpus": 1, "strategy": "ddp"})
+    two = plan.estimate({**muse, "gpus": 2, "strategy": "fsdp"})
+    assert not one.fits and one.total / 2**30 > 131
+    assert two.fits and two.total < one.total / 1.8
