@@ -104,3 +104,27 @@ def test_the_published_fsdp_epoch_is_a_plain_hugging_face_folder(tmp_path: Path)
     assert model.config.hidden_size == reference.config.hidden_size
     weights = published(tmp_path / "fsdp", 1)
     assert all(not hasattr(v, "to_local") for v in weights.values())  # full tensors
+
+
+def test_whps_reinforced_model_splits_each_batch_over_the_processes(tmp_path: Path) -> None:
+    """Sharded, the reinforced model trains with each process on half of every batch and
+    reaches the weights one process reaches on the whole batch (equal-length examples: the
+    mean of the halves' means is the batch mean); under `precision: mixed` it computes in bf16
+    like the trained model (the job's mixed-precision policy)."""
+    from unlearn_fixtures import data, method
+
+    from bilevel_unlearning.unlearn.run import reinforced_model
+
+    done = run_two_gloo_processes(TESTS / "reinforce_worker.py", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-4000:]
+    settings = {"learning_rate": 1e-3, "batch_size": 4}
+    single = reinforced_model(tiny_model(), data(forget_examples=8), method("whp"), settings, 0)
+    sharded = load_file(tmp_path / "reinforced.safetensors")
+    start = tiny_model().state_dict()
+    for key, value in single.state_dict().items():
+        torch.testing.assert_close(sharded[key], value, rtol=1e-5, atol=5e-6)
+    assert any(not torch.equal(single.state_dict()[k], start[k]) for k in start), "nothing moved"
+    record = json.loads((tmp_path / "mixed.json").read_text())
+    assert record["logits_dtype"] == "torch.bfloat16"
+    # 8 examples, batch 4, 2 epochs: 4 passes of 2 sequences each (half of every batch)
+    assert record["rows_per_pass"] == [2, 2, 2, 2]

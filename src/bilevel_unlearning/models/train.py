@@ -60,6 +60,8 @@ def train_causal_lm(
     max_steps: int | None = None,
     lr_factor: Callable[[int], float] | None = None,
     log: Callable[[str], None] = print,
+    rank: int = 0,
+    world: int = 1,
 ) -> list[float]:
     """Train with AdamW; each epoch mixes in `replay_per_epoch` examples drawn from `replay`.
 
@@ -67,6 +69,12 @@ def train_causal_lm(
     `max_steps` (epochs None): stop after that many updates, reshuffling as often as needed
     (the relearning attack's "N steps"). `lr_factor`: the learning-rate factor per step
     (default: warm-up then linear decay over the whole run, warmup_then_linear).
+
+    `world` > 1 (a model sharded with FSDP2 over that many processes, this one `rank`): every
+    process draws the same order and takes every world-th example of each batch, so the
+    processes split the work and FSDP's gradient reduction averages their shares (with
+    equal-length examples, the global batch's mean). A batch smaller than `world` is skipped
+    by every process alike, so their collectives stay in step.
 
     Returns the mean loss of each epoch. A non-finite loss stops training with an error.
     """
@@ -101,9 +109,10 @@ def train_causal_lm(
         for first in range(0, len(order), batch_size):
             if step == total_steps:
                 break
-            batch = to_device(
-                collate([pool[i] for i in order[first : first + batch_size]], pad_id), device
-            )
+            chosen = order[first : first + batch_size]
+            if len(chosen) < world:
+                break
+            batch = to_device(collate([pool[i] for i in chosen[rank::world]], pad_id), device)
             loss = model(**batch).loss
             if not torch.isfinite(loss):
                 raise FloatingPointError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from collections.abc import Mapping
@@ -31,7 +32,7 @@ from bilevel_unlearning.runtime import (
 from bilevel_unlearning.unlearn.data import UnlearnData, muse_data, tofu_data, wmdp_data
 from bilevel_unlearning.unlearn.loop import LoopSettings, Unlearner
 from bilevel_unlearning.unlearn.objectives import Objective
-from bilevel_unlearning.unlearn.sharding import shard
+from bilevel_unlearning.unlearn.sharding import mixed_precision_policy, shard
 
 log = logging.getLogger(__name__)
 
@@ -73,24 +74,41 @@ def reinforced_model(
     settings: Mapping[str, Any],
     seed: int,
     sharded: bool = False,
+    precision: str = "float32",
 ) -> torch.nn.Module:
     """WHP's reinforced model: a copy of the target fine-tuned further on the forget set, on the
-    device the target is on (every process trains the same copy from the same seed; sharded
-    with FSDP2 first when the job shards, so a 7B copy trains within its GPUs)."""
+    device the target is on.
+
+    When the job shards (FSDP2), the copy is sharded first, with the job's mixed-precision
+    policy (bf16 compute over fp32 shards under `precision: mixed`, as the trained model), and
+    the processes split each batch between them (train_causal_lm's rank and world): a 7B copy
+    trains within its GPUs, each process doing its share. One process: the whole batch, under
+    autocast when the precision is mixed."""
     reinforced = copy.deepcopy(model)
+    rank, world = 0, 1
     if sharded:  # loaded on the CPU: shard there, then each process moves its shard
-        shard(reinforced)
+        mixed = MIXED_COMPUTE if precision == "mixed" else None
+        shard(reinforced, mixed_precision_policy(compute_dtype(mixed)) if mixed else None)
         reinforced.to(compute_device())
-    train_causal_lm(
-        reinforced,
-        [example for topic in data.forget for example in topic],
-        pad_id=data.pad_id,
-        epochs=int(method["reinforce_epochs"]),
-        learning_rate=settings["learning_rate"],
-        batch_size=settings.get("micro_batch_size") or settings["batch_size"],
-        seed=seed,
-        log=log.info,
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    autocast = (
+        torch.autocast(compute_device().type, dtype=compute_dtype(MIXED_COMPUTE))
+        if precision == "mixed" and not sharded
+        else contextlib.nullcontext()
     )
+    with autocast:
+        train_causal_lm(
+            reinforced,
+            [example for topic in data.forget for example in topic],
+            pad_id=data.pad_id,
+            epochs=int(method["reinforce_epochs"]),
+            learning_rate=settings["learning_rate"],
+            batch_size=settings.get("micro_batch_size") or settings["batch_size"],
+            seed=seed,
+            log=log.info,
+            rank=rank,
+            world=world,
+        )
     return reinforced
 
 
@@ -173,7 +191,7 @@ def unlearn_step(
         enable_activation_checkpointing(model)
     data = benchmark_data(benchmark, tokenizer, data_dir, settings)
     reinforced = (
-        reinforced_model(model, data, method, settings, seed, strategy == "fsdp")
+        reinforced_model(model, data, method, settings, seed, strategy == "fsdp", precision)
         if methods.FORGET_LOSSES[method["forget_loss"]].reinforced
         else None
     )
