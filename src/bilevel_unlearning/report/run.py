@@ -28,7 +28,7 @@ def row_lists(settings: Mapping[str, Any]) -> dict[str, list[tuple[str, int]]]:
 
 
 def chosen_rows(
-    inputs: Sequence[str], settings: Mapping[str, Any]
+    results: Mapping, settings: Mapping[str, Any]
 ) -> tuple[dict[str, list[tuple[str, int]]], tuple[str, ...]]:
     """The rows a paper table shows, each at one epoch: under a selection rule the epoch it
     chooses (report.selection), with the notes that say which and why."""
@@ -37,13 +37,11 @@ def chosen_rows(
         return rows, ()
     from bilevel_unlearning.report.selection import select_rows, selection_notes
 
-    results = tables.load_results(inputs)
     rows, choices = select_rows(results, rows, settings["select"], settings["fallback_epochs"])
     return rows, selection_notes(choices, settings["select"])
 
 
 def build_table(name: str, inputs: Sequence[str], settings: Mapping[str, Any], out: Path) -> None:
-    rows, notes = chosen_rows(inputs, settings)
     if name == "table_4_robustness":  # reads every attack's results, each file once
         from bilevel_unlearning.report.robustness import robustness_table
 
@@ -56,15 +54,19 @@ def build_table(name: str, inputs: Sequence[str], settings: Mapping[str, Any], o
             for b, parts in settings.get("heldout_splits", {}).items()
         }
         attacks, topics = settings["attacks"], settings["topics"]
-        table = robustness_table(results, rows, attacks, topics, settings["references"], splits)
-    elif name in ("table_1_muse", "table_s1_muse_mia"):
+        table = robustness_table(
+            results, row_lists(settings), attacks, topics, settings["references"], splits
+        )
+        tables.write_table(table, out)
+        return
+    results = tables.load_results(inputs)  # each file read once, the selection rule included
+    rows, notes = chosen_rows(results, settings)
+    if name in ("table_1_muse", "table_s1_muse_mia"):
         mia = name == "table_s1_muse_mia"
-        table = tables.muse_table(tables.load_results(inputs), rows, settings["epochs"], mia)
+        table = tables.muse_table(results, rows, settings["epochs"], mia)
     elif name == "table_2_wmdp":
-        results = tables.load_results(inputs)
         table = tables.wmdp_table(results, rows, settings["epochs"], settings["topics"])
     elif name == "table_3_tofu":
-        results = tables.load_results(inputs)
         table = tables.tofu_table(results, rows, settings["epochs"], settings["splits"])
     else:
         raise ValueError(f"unknown table {name!r}")
