@@ -24,10 +24,10 @@ if __name__ == "__main__":
     model.register_forward_pre_hook(
         lambda module, args, kwargs: rows.append(len(kwargs["input_ids"])), with_kwargs=True
     )
-    trained = reinforced_model(model, forget, method("whp"), SETTINGS, 0, sharded=True)
+    trained = reinforced_model(model, forget, method("whp"), SETTINGS, 0, strategy="fsdp")
     weights = full_state_dict(trained)
     mixed = reinforced_model(
-        tiny_model(), forget, method("whp"), SETTINGS, 0, sharded=True, precision="mixed"
+        tiny_model(), forget, method("whp"), SETTINGS, 0, strategy="fsdp", precision="mixed"
     )
     with torch.no_grad():
         logits = mixed(torch.tensor([[1, 2, 3]])).logits

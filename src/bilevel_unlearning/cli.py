@@ -72,6 +72,8 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         out=Path(args.out),
         settings=args.settings,
         seed=args.seed,
+        precision=args.precision,
+        strategy=args.strategy,
     )
 
 
@@ -348,6 +350,19 @@ def add_numerics_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_parallel_arguments(parser: argparse.ArgumentParser) -> None:
+    """A training job's precision and how its processes share the work (placement.py)."""
+    from bilevel_unlearning.runtime import PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32")
+    parser.add_argument(
+        "--strategy",
+        choices=["single", "ddp", "fsdp"],
+        default="single",
+        help="how the processes share the work (runtime.parallel_strategy); fsdp shards",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bilevel-unlearning", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -389,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", required=True)
     p.add_argument("--base", required=True)
     p.add_argument("--data", required=True, help="the benchmark's data folder")
+    add_parallel_arguments(p)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("unlearn", help="unlearn with one method, a checkpoint per epoch")
@@ -398,13 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="the model unlearning starts from")
     p.add_argument("--data", required=True, help="the benchmark's data folder")
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--precision", default="float32")
-    p.add_argument(
-        "--strategy",
-        choices=["single", "ddp", "fsdp"],
-        default="single",
-        help="how the processes share the work (runtime.parallel_strategy); fsdp shards",
-    )
+    add_parallel_arguments(p)
     add_numerics_arguments(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_unlearn)

@@ -32,8 +32,10 @@ def test_robustness_doc_quotes_the_tiny_expected_table() -> None:
         table = {row["row"]: row for row in csv.DictReader(handle)}
     text = (REPO / "docs/robustness.md").read_text()
     quoted = {
-        "| row | no attack |": ("none", "relearn_s8", "recovered:relearn_s8")
-        + ("quantize_int4", "recovered:quantize_int4"),
+        "| row | no attack |": (
+            *("none", "relearn_s8", "recovered:relearn_s8"),
+            *("quantize_int4", "recovered:quantize_int4"),
+        ),
         "| row | Δ same set |": ("recovered:relearn_s8", "recovered:relearn_heldout_s8"),
     }
     for header, columns in quoted.items():

@@ -78,10 +78,19 @@ def test_a_target_built_from_a_base_uses_finetune_model(workdir: Path) -> None:
         "  muse_books: {models: {retrain: {repo: null, tokenizer: null,"
         " build_from: meta-llama/Llama-2-7b-hf}}}\n"
     )
-    code, output = snakemake(workdir, "--dry-run", overrides=(override,))
+    # the slurm profile's 4 GPUs for a 7B build (profiles/slurm: finetune_model)
+    gpus = ("--set-resources", "finetune_model:gpus=4")
+    code, output = snakemake(workdir, "--dry-run", *gpus, overrides=(override,))
     assert code == 0, output[-3000:]
     jobs = planned_jobs(output)
     assert jobs["finetune_model"] == 2
+    # started as the unlearning jobs are: one process per GPU, the 7B model sharded (FSDP2)
+    commands = [line for line in output.splitlines() if "cli finetune" in line]
+    assert len(commands) == 2
+    for command in commands:
+        assert "accelerate launch --config_file" in command
+        assert "--num_processes 4" in command
+        assert "--precision mixed --strategy fsdp" in command
     assert jobs["download_base_meta_llama__Llama_2_7b_hf"] == 1  # one base for both
     assert "download_model_muse_news_target" not in jobs
     assert "download_model_muse_news_retrain" in jobs  # the other roles still downloaded

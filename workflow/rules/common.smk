@@ -215,11 +215,12 @@ def launcher(gpus):
     )
 
 
-def strategy(benchmark, gpus):
-    """single, ddp or fsdp: the same function the GPU plan uses (runtime.parallel_strategy)."""
+def strategy(benchmark, gpus, model=None):
+    """single, ddp or fsdp: the same function the GPU plan uses (runtime.parallel_strategy),
+    for the benchmark's start model or the given one (a hub id or architecture)."""
     from bilevel_unlearning.plan import resolve_architecture, start_model
 
-    params = resolve_architecture(start_model(config, benchmark)).params()
+    params = resolve_architecture(model or start_model(config, benchmark)).params()
     return parallel_strategy(int(gpus), params)
 
 

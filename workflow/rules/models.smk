@@ -53,13 +53,24 @@ if MINIATURE:
 
 
 # The miniature replays its general corpus while fine-tuning; a hub base model has none.
+# Started as the unlearning jobs are: one process, or one per GPU under accelerate (DDP, or
+# FSDP2 for a 7B base), in the config's precision.
 FINETUNE_SHELL = (
-    "python -m bilevel_unlearning.cli finetune --benchmark {wildcards.benchmark}"
+    "{params.launcher} bilevel_unlearning.cli finetune --benchmark {wildcards.benchmark}"
     " --role {wildcards.role} --base {input.base} --data {params.data}"
     + (" --corpus {input.corpus}" if MINIATURE else "")
     + " --settings '{params.settings}' --seed {params.seed}"
+    " --precision {params.precision} --strategy {params.strategy}"
     " {params.numerics} --out {output} > {log} 2>&1"
 )
+
+
+def built_from(wildcards):
+    """The hub id a built model is fine-tuned from (its architecture sizes the job); None
+    for the miniature, whose base is its own."""
+    if MINIATURE:
+        return None
+    return config["hub"][wildcards.benchmark]["models"][wildcards.role]["build_from"]
 
 
 if MINIATURE or BUILT:
@@ -88,9 +99,18 @@ if MINIATURE or BUILT:
         conda:
             ENV
         threads: config["threads"]["default"]
+        resources:
+            # sized for the miniature on a CPU; profiles set GPUs and memory (finetune_model)
+            gpus=0,
+            mem_mb=4000,
         params:
             numerics=numerics_args("default"),
             seed=SEED,
+            precision=config["precision"],
+            launcher=lambda w, resources: launcher(resources.gpus),
+            strategy=lambda w, resources: strategy(
+                w.benchmark, resources.gpus, built_from(w)
+            ),
             settings=lambda w: as_json(
                 {**config["models"]["finetune"], **chat_settings(config)}
                 if bench(w.benchmark).chat_qa

@@ -53,11 +53,16 @@ def write_model_folder(
 
 
 def save_model(
-    model: Any, tokenizer: Any, path: str | os.PathLike[str], provenance: Mapping
+    model: Any,
+    tokenizer: Any,
+    path: str | os.PathLike[str],
+    provenance: Mapping,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
 ) -> None:
-    """Save a model folder atomically: complete or absent, never half written."""
+    """Save a model folder atomically: complete or absent, never half written (`state_dict`:
+    as write_model_folder)."""
     with atomic_path(path) as tmp:
-        write_model_folder(model, tokenizer, tmp, provenance)
+        write_model_folder(model, tokenizer, tmp, provenance, state_dict)
 
 
 def _require_model_folder(path: Path) -> None:

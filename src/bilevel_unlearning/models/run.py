@@ -16,6 +16,7 @@ import torch
 from bilevel_unlearning.io import atomic_path, read_jsonl, write_json
 from bilevel_unlearning.models.encoding import ChatFormat, Example, text_example
 from bilevel_unlearning.models.hf import (
+    enable_activation_checkpointing,
     load_model,
     load_tokenizer,
     save_model,
@@ -25,8 +26,9 @@ from bilevel_unlearning.models.hf import (
 from bilevel_unlearning.models.recipes import role_sources, training_examples
 from bilevel_unlearning.models.tokenizer import train_tokenizer
 from bilevel_unlearning.models.train import train_causal_lm
+from bilevel_unlearning.placement import place_for_training
 from bilevel_unlearning.provenance import provenance
-from bilevel_unlearning.runtime import compute_device
+from bilevel_unlearning.runtime import compute_device, compute_dtype, master_precision
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ def _train(
     seed: int,
     replay: Sequence[Example] = (),
     replay_per_epoch: int = 0,
+    rank: int = 0,
+    world: int = 1,
 ) -> list[float]:
     """Train with a models.pretrain / models.finetune config section; packed sequences."""
     return train_causal_lm(
@@ -86,6 +90,8 @@ def _train(
         replay_per_epoch=replay_per_epoch,
         pack_length=settings["max_length"],
         log=log.info,
+        rank=rank,
+        world=world,
     )
 
 
@@ -112,20 +118,61 @@ def finetune_step(
     out: Path,
     settings: Mapping[str, Any],
     seed: int,
+    precision: str = "float32",
+    strategy: str = "single",
 ) -> None:
     """Fine-tune the base into one of a benchmark's reference models, replaying general text
-    (the miniature's general corpus; a hub base model has none: corpus None, no replay)."""
+    (the miniature's general corpus; a hub base model has none: corpus None, no replay).
+
+    `strategy` fsdp or ddp: one process per GPU under the workflow's launcher, placed as the
+    unlearning jobs place theirs (placement.py); the model is loaded on the CPU for FSDP, so
+    no GPU holds a 7B model whole. Under `precision: mixed` the weights train in fp32 and the
+    folder is written in the compute dtype (bf16), as the unlearning loop publishes."""
+    from accelerate import Accelerator
+
     _set_seed(seed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())  # the process group, if any
     tokenizer = load_tokenizer(base)
-    model = load_model(base)
+    loaded_on = torch.device("cpu") if strategy == "fsdp" else compute_device(accelerator)
+    model = load_model(base, master_precision(precision), loaded_on)
+    if settings.get("gradient_checkpointing"):
+        enable_activation_checkpointing(model)
     max_length = settings["max_length"]
     chat = ChatFormat.from_settings(settings)  # TOFU's chat keys, merged in by the workflow
     examples = training_examples(benchmark, role, data_dir, tokenizer, max_length, chat)
     corpora = [corpus] if corpus is not None else []
     replay = [text_example(tokenizer, t, max_length) for t in _texts(corpora)]
     replay_per_epoch = round(settings["replay_general"] * len(examples)) if replay else 0
-    losses = _train(model, tokenizer, examples, settings, seed, replay, replay_per_epoch)
-    inputs = [*weight_files(base), *corpora]
-    inputs += [data_dir / s for s in role_sources(benchmark, role)]
-    record = provenance(seed, settings, inputs, benchmark=benchmark, role=role, epoch_losses=losses)
-    save_model(model, tokenizer, out, record)
+    placed = place_for_training(model, strategy, precision, compute_device(accelerator))
+    with placed.compute():
+        losses = _train(
+            placed.trained,
+            tokenizer,
+            examples,
+            settings,
+            seed,
+            replay,
+            replay_per_epoch,
+            placed.rank,
+            placed.world,
+        )
+    weights = placed.full_weights()  # collective under FSDP
+    if accelerator.is_main_process:
+        if precision == "mixed":  # published in the compute dtype
+            dtype = compute_dtype(precision)
+            weights = {k: v.to(dtype) for k, v in (weights or model.state_dict()).items()}
+        inputs = [*weight_files(base), *corpora]
+        inputs += [data_dir / s for s in role_sources(benchmark, role)]
+        record = provenance(
+            seed,
+            settings,
+            inputs,
+            benchmark=benchmark,
+            role=role,
+            epoch_losses=losses,
+            precision=precision,
+            strategy=strategy,
+            processes=placed.world,
+        )
+        save_model(model, tokenizer, out, record, state_dict=weights)
+    accelerator.wait_for_everyone()

@@ -45,6 +45,16 @@ def schedule_factor(kind: str, total_steps: int, warmup_steps: int) -> Callable[
     return factor
 
 
+def batch_mean(loss: torch.Tensor, world: int) -> float:
+    """The loss of the whole batch: the mean of the processes' shares when they split it
+    (collective: every process calls it), so the log and provenance do not depend on the
+    number of processes."""
+    if world > 1:
+        torch.distributed.all_reduce(loss)
+        loss = loss / world
+    return loss.item()
+
+
 def train_causal_lm(
     model: torch.nn.Module,
     examples: Sequence[Example],
@@ -76,7 +86,8 @@ def train_causal_lm(
     equal-length examples, the global batch's mean). A batch smaller than `world` is skipped
     by every process alike, so their collectives stay in step.
 
-    Returns the mean loss of each epoch. A non-finite loss stops training with an error.
+    Returns the mean loss of each epoch (of the whole batches, whatever `world`). A non-finite
+    loss stops training with an error.
     """
     if (epochs is None) == (max_steps is None):
         raise ValueError("give train_causal_lm either epochs or max_steps")
@@ -114,16 +125,17 @@ def train_causal_lm(
                 break
             batch = to_device(collate([pool[i] for i in chosen[rank::world]], pad_id), device)
             loss = model(**batch).loss
-            if not torch.isfinite(loss):
+            value = batch_mean(loss.detach(), world)  # every process stops alike on NaN
+            if not math.isfinite(value):
                 raise FloatingPointError(
-                    f"non-finite loss {loss.item()} at epoch {epoch}: stopping before the update; "
+                    f"non-finite loss {value} at epoch {epoch}: stopping before the update; "
                     "lower the learning rate or check the data"
                 )
             loss.backward()
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+            losses.append(value)
             tokens += int(batch["attention_mask"].sum())
             step += 1
         if not losses:  # packing made the epoch shorter than estimated

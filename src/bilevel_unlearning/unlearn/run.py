@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from bilevel_unlearning.models.hf import (
     write_model_folder,
 )
 from bilevel_unlearning.models.train import train_causal_lm
+from bilevel_unlearning.placement import place_for_training
 from bilevel_unlearning.provenance import provenance
 from bilevel_unlearning.runtime import (
     MIXED_COMPUTE,
@@ -32,7 +32,6 @@ from bilevel_unlearning.runtime import (
 from bilevel_unlearning.unlearn.data import UnlearnData, muse_data, tofu_data, wmdp_data
 from bilevel_unlearning.unlearn.loop import LoopSettings, Unlearner
 from bilevel_unlearning.unlearn.objectives import Objective
-from bilevel_unlearning.unlearn.sharding import mixed_precision_policy, shard
 
 log = logging.getLogger(__name__)
 
@@ -73,32 +72,17 @@ def reinforced_model(
     method: Mapping[str, Any],
     settings: Mapping[str, Any],
     seed: int,
-    sharded: bool = False,
+    strategy: str = "single",
     precision: str = "float32",
 ) -> torch.nn.Module:
     """WHP's reinforced model: a copy of the target fine-tuned further on the forget set, on the
-    device the target is on.
-
-    When the job shards (FSDP2), the copy is sharded first, with the job's mixed-precision
-    policy (bf16 compute over fp32 shards under `precision: mixed`, as the trained model), and
-    the processes split each batch between them (train_causal_lm's rank and world): a 7B copy
-    trains within its GPUs, each process doing its share. One process: the whole batch, under
-    autocast when the precision is mixed."""
-    reinforced = copy.deepcopy(model)
-    rank, world = 0, 1
-    if sharded:  # loaded on the CPU: shard there, then each process moves its shard
-        mixed = MIXED_COMPUTE if precision == "mixed" else None
-        shard(reinforced, mixed_precision_policy(compute_dtype(mixed)) if mixed else None)
-        reinforced.to(compute_device())
-        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    autocast = (
-        torch.autocast(compute_device().type, dtype=compute_dtype(MIXED_COMPUTE))
-        if precision == "mixed" and not sharded
-        else contextlib.nullcontext()
-    )
-    with autocast:
+    device the job computes on, placed as the job places its model (placement.py): under FSDP
+    sharded with the job's mixed-precision policy, the processes splitting each batch, so a 7B
+    copy trains within its GPUs; one process: the whole batch, autocast under mixed."""
+    placed = place_for_training(copy.deepcopy(model), strategy, precision, compute_device())
+    with placed.compute():
         train_causal_lm(
-            reinforced,
+            placed.trained,
             [example for topic in data.forget for example in topic],
             pad_id=data.pad_id,
             epochs=int(method["reinforce_epochs"]),
@@ -106,10 +90,10 @@ def reinforced_model(
             batch_size=settings.get("micro_batch_size") or settings["batch_size"],
             seed=seed,
             log=log.info,
-            rank=rank,
-            world=world,
+            rank=placed.rank,
+            world=placed.world,
         )
-    return reinforced
+    return placed.model
 
 
 # Loop settings a method may set for itself, overriding its benchmark's (the MUSE baselines'
@@ -191,7 +175,7 @@ def unlearn_step(
         enable_activation_checkpointing(model)
     data = benchmark_data(benchmark, tokenizer, data_dir, settings)
     reinforced = (
-        reinforced_model(model, data, method, settings, seed, strategy == "fsdp", precision)
+        reinforced_model(model, data, method, settings, seed, strategy, precision)
         if methods.FORGET_LOSSES[method["forget_loss"]].reinforced
         else None
     )
