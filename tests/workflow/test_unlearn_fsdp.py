@@ -128,3 +128,47 @@ def test_whps_reinforced_model_splits_each_batch_over_the_processes(tmp_path: Pa
     assert record["logits_dtype"] == "torch.bfloat16"
     # 8 examples, batch 4, 2 epochs: 4 passes of 2 sequences each (half of every batch)
     assert record["rows_per_pass"] == [2, 2, 2, 2]
+
+
+def test_sharded_start_models_are_read_by_process_0_only(tmp_path: Path) -> None:
+    """Under FSDP only process 0 reads the start model; the others build theirs empty and
+    receive their shards by broadcast (host memory: one model per node, not three per
+    process). Process 1 gets a folder without weights, so reading them fails; every copy
+    equals the model loaded whole: the trained model and WHP's copy in fp32, the reference in
+    bf16 (floating buffers too, as casting the loaded model does)."""
+    import shutil
+
+    from bilevel_unlearning.data.rehearsal_models import write_model_repo
+    from bilevel_unlearning.models.hf import load_model
+
+    full = write_model_repo(tmp_path / "hub", "meta-llama/Llama-2-7b-hf", ["a few words"] * 8, 0)
+    config_only = tmp_path / "config_only"
+    config_only.mkdir()
+    shutil.copy(full / "config.json", config_only / "config.json")
+    out = tmp_path / "out"
+    out.mkdir()
+    done = run_two_gloo_processes(
+        TESTS / "start_models_worker.py", str(full), str(config_only), str(out)
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    record = json.loads((out / "record.json").read_text())
+    tokens = torch.tensor([[1, 5, 9, 30, 2, 7]])
+    for name, dtype in (
+        ("model", torch.float32),
+        ("reference", torch.bfloat16),
+        ("reinforced", torch.float32),
+    ):
+        whole = load_model(full, "float32", "cpu").to(dtype)
+        weights = load_file(out / f"{name}.safetensors")
+        assert weights.keys() == whole.state_dict().keys()
+        for key, value in whole.state_dict().items():
+            assert torch.equal(weights[key], value), (name, key)
+        assert record[name]["dtypes"] == [str(dtype)]
+        assert set(record[name]["buffers"].values()) == {str(dtype)}
+        assert record[name]["checkpointing"] == (name != "reference")
+        with torch.no_grad():
+            expected = whole(tokens).logits.float()
+        # mixed precision's policy computes the fp32 copies in bf16: close, not equal
+        torch.testing.assert_close(
+            torch.load(out / f"{name}_logits.pt"), expected, rtol=0.05, atol=0.05
+        )

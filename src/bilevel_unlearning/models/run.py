@@ -16,8 +16,6 @@ import torch
 from bilevel_unlearning.io import atomic_path, read_jsonl, write_json
 from bilevel_unlearning.models.encoding import ChatFormat, Example, text_example
 from bilevel_unlearning.models.hf import (
-    enable_activation_checkpointing,
-    load_model,
     load_tokenizer,
     save_model,
     tiny_llama,
@@ -26,9 +24,9 @@ from bilevel_unlearning.models.hf import (
 from bilevel_unlearning.models.recipes import role_sources, training_examples
 from bilevel_unlearning.models.tokenizer import train_tokenizer
 from bilevel_unlearning.models.train import train_causal_lm
-from bilevel_unlearning.placement import place_for_training
+from bilevel_unlearning.placement import place_for_training, start_models
 from bilevel_unlearning.provenance import provenance
-from bilevel_unlearning.runtime import compute_device, compute_dtype, master_precision
+from bilevel_unlearning.runtime import compute_device, compute_dtype
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +131,15 @@ def finetune_step(
     _set_seed(seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())  # the process group, if any
     tokenizer = load_tokenizer(base)
-    loaded_on = torch.device("cpu") if strategy == "fsdp" else compute_device(accelerator)
-    model = load_model(base, master_precision(precision), loaded_on)
-    if settings.get("gradient_checkpointing"):
-        enable_activation_checkpointing(model)
+    model = start_models(
+        base,
+        precision,
+        strategy,
+        compute_device(accelerator),
+        reference=False,
+        reinforced=False,
+        checkpointing=bool(settings.get("gradient_checkpointing")),
+    ).model
     max_length = settings["max_length"]
     chat = ChatFormat.from_settings(settings)  # TOFU's chat keys, merged in by the workflow
     examples = training_examples(benchmark, role, data_dir, tokenizer, max_length, chat)

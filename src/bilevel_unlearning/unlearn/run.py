@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,20 +13,16 @@ from bilevel_unlearning import methods
 from bilevel_unlearning.benchmarks import benchmark as bench
 from bilevel_unlearning.models.encoding import ChatFormat
 from bilevel_unlearning.models.hf import (
-    enable_activation_checkpointing,
-    load_model,
     load_tokenizer,
     weight_files,
     write_model_folder,
 )
 from bilevel_unlearning.models.train import train_causal_lm
-from bilevel_unlearning.placement import place_for_training
+from bilevel_unlearning.placement import place_for_training, start_models
 from bilevel_unlearning.provenance import provenance
 from bilevel_unlearning.runtime import (
     MIXED_COMPUTE,
     compute_device,
-    compute_dtype,
-    master_precision,
 )
 from bilevel_unlearning.unlearn.data import UnlearnData, muse_data, tofu_data, wmdp_data
 from bilevel_unlearning.unlearn.loop import LoopSettings, Unlearner
@@ -75,11 +70,12 @@ def reinforced_model(
     strategy: str = "single",
     precision: str = "float32",
 ) -> torch.nn.Module:
-    """WHP's reinforced model: a copy of the target fine-tuned further on the forget set, on the
-    device the job computes on, placed as the job places its model (placement.py): under FSDP
-    sharded with the job's mixed-precision policy, the processes splitting each batch, so a 7B
-    copy trains within its GPUs; one process: the whole batch, autocast under mixed."""
-    placed = place_for_training(copy.deepcopy(model), strategy, precision, compute_device())
+    """WHP's reinforced model: `model`, a copy of the target (start_models), fine-tuned further
+    on the forget set in place, on the device the job computes on, placed as the job places its
+    model (placement.py): under FSDP sharded with the job's mixed-precision policy, the
+    processes splitting each batch, so a 7B copy trains within its GPUs; one process: the
+    whole batch, autocast under mixed."""
+    placed = place_for_training(model, strategy, precision, compute_device())
     with placed.compute():
         train_causal_lm(
             placed.trained,
@@ -165,18 +161,21 @@ def unlearn_step(
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     device = compute_device(accelerator)
     tokenizer = load_tokenizer(model_dir)
-    # FSDP: loaded on the CPU and sharded there, so no GPU ever holds the whole model
-    loaded_on = torch.device("cpu") if strategy == "fsdp" else device
-    model = load_model(model_dir, master_precision(precision), loaded_on)
-    reference = copy.deepcopy(model) if methods.needs_reference(method) else None
-    if reference is not None:  # frozen: held in the compute dtype (bf16 under mixed)
-        reference.to(compute_dtype(precision))
-    if settings.get("gradient_checkpointing"):  # recompute activations in the backward pass
-        enable_activation_checkpointing(model)
+    whp = methods.FORGET_LOSSES[method["forget_loss"]].reinforced
+    start = start_models(
+        model_dir,
+        precision,
+        strategy,
+        device,
+        reference=methods.needs_reference(method),
+        reinforced=whp,
+        checkpointing=bool(settings.get("gradient_checkpointing")),
+    )
+    model, reference = start.model, start.reference
     data = benchmark_data(benchmark, tokenizer, data_dir, settings)
     reinforced = (
-        reinforced_model(model, data, method, settings, seed, strategy, precision)
-        if methods.FORGET_LOSSES[method["forget_loss"]].reinforced
+        reinforced_model(start.reinforced, data, method, settings, seed, strategy, precision)
+        if start.reinforced is not None
         else None
     )
     objective = Objective({**method, "seed": seed}, reference, reinforced)
