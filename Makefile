@@ -73,7 +73,8 @@ slurm-profile: setup
 	mkdir -p "$$dir" && ln -sfn "$(CURDIR)/profiles/slurm" "$$dir/slurm" && \
 	echo "linked $$dir/slurm -> $(CURDIR)/profiles/slurm: now run 'snakemake --profile slurm all'"
 
-# The GPU acceptance check (one CUDA GPU, no network, < 8 minutes): tables, step speed, memory.
+# The GPU acceptance check (CUDA GPUs, no network): tables, step speed, memory, and the GPU
+# path as the cluster runs it (rehearsal slice, NCCL, DDP schedule, FSDP resume, 7B evaluation).
 # `make gpu-check GPU_CHECK_ARGS="--device cpu"` is its dry mode (run by the tests too).
 GPU_CHECK_ARGS ?=
 gpu-check: setup

@@ -1,4 +1,5 @@
 """The GPU acceptance check's dry mode (--device cpu, tiny sizes) runs, so the script cannot rot.
+Every check must pass; on the CPU the 2-process checks run on gloo.
 
 On the CPU it times the real loop's BLUR-NPO and NPO_GDR steps, compares the vectorised
 combination with the per-parameter .item() loop (same direction) and dry-runs the tiny workflow
@@ -44,3 +45,11 @@ def test_the_dry_mode_runs_every_part_and_reports_numbers(tmp_path: Path) -> Non
     for precision in ("bfloat16", "float32"):
         assert report["workflow"][precision]["returncode"] == 0
     assert "BLUR / NPO_GDR" in done.stdout
+    # the acceptance checks of the GPU path, each pass or fail (here on 2 gloo processes)
+    checks = report["checks"]
+    assert {"collectives", "ddp_schedule", "fsdp_resume", "evaluation_7b", "rehearsal"} <= set(
+        checks
+    )
+    assert {name: c["status"] for name, c in checks.items()} == dict.fromkeys(checks, "pass")
+    assert checks["fsdp_resume"]["gap"] <= 1e-6
+    assert f"{len(checks)} of {len(checks)} passed" in done.stdout
