@@ -45,14 +45,17 @@ test-fast: setup
 # The paper config's whole DAG on this CPU (docs/rehearsal.md): hub-shaped repos written into a
 # local hub mirror, then config/paper.yaml + config/rehearsal.yaml (scale only) through the real
 # download code, launcher (2 gloo processes: FSDP2 and DDP), precision mixed and DCP checkpoints,
-# to tables and figures. From nothing each time: the mirror is regenerated in seconds.
+# to tables and figures. From nothing each time: the mirror is regenerated in seconds. Its numbers
+# are compared with no expected table, so the CPU's native kernels run it (BILEVEL_NATIVE_KERNELS:
+# bf16 matrix products on AMX or AVX-512 where the CPU has them, not the pinned AVX2 emulation).
 REHEARSAL := .rehearsal
 rehearse: setup
 	rm -rf $(REHEARSAL) && mkdir -p $(REHEARSAL)/run && cp -r config $(REHEARSAL)/run/config
 	$(BIN)/python -m bilevel_unlearning.cli rehearsal-hub --configfile config/paper.yaml \
 		config/rehearsal.yaml --out $(REHEARSAL)/hub \
 		--bio-forget-file $(REHEARSAL)/run/gated/bio_remove_dataset.jsonl
-	$(BIN)/snakemake all --profile profiles/rehearsal --directory $(REHEARSAL)/run $(SNAKEMAKE_ARGS)
+	BILEVEL_NATIVE_KERNELS=1 $(BIN)/snakemake all --profile profiles/rehearsal \
+		--directory $(REHEARSAL)/run $(SNAKEMAKE_ARGS)
 
 SEEDS ?= 5
 EXPECTED ?= tiny default

@@ -122,10 +122,11 @@ def finetune_step(
     """Fine-tune the base into one of a benchmark's reference models, replaying general text
     (the miniature's general corpus; a hub base model has none: corpus None, no replay).
 
-    `strategy` fsdp or ddp: one process per GPU under the workflow's launcher, placed as the
-    unlearning jobs place theirs (placement.py); the model is loaded on the CPU for FSDP, so
-    no GPU holds a 7B model whole. Under `precision: mixed` the weights train in fp32 and the
-    folder is written in the compute dtype (bf16), as the unlearning loop publishes."""
+    `strategy` fsdp or ddp: one process per GPU under the workflow's launcher, loaded and
+    placed as the unlearning jobs do (placement.py): under FSDP process 0 alone reads the base
+    and every process receives its shards, so neither a GPU nor each process holds it whole.
+    Under `precision: mixed` the weights train in fp32 and the folder is written in the
+    compute dtype (bf16), as the unlearning loop publishes."""
     from accelerate import Accelerator
 
     _set_seed(seed)

@@ -161,14 +161,13 @@ def unlearn_step(
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     device = compute_device(accelerator)
     tokenizer = load_tokenizer(model_dir)
-    whp = methods.FORGET_LOSSES[method["forget_loss"]].reinforced
     start = start_models(
         model_dir,
         precision,
         strategy,
         device,
         reference=methods.needs_reference(method),
-        reinforced=whp,
+        reinforced=methods.FORGET_LOSSES[method["forget_loss"]].reinforced,
         checkpointing=bool(settings.get("gradient_checkpointing")),
     )
     model, reference = start.model, start.reference
