@@ -224,6 +224,14 @@ def strategy(benchmark, gpus, model=None):
     return parallel_strategy(int(gpus), params)
 
 
+def built_from(wildcards):
+    """The hub id a built model is fine-tuned from (its architecture sizes the job); None
+    for the miniature, whose base is its own."""
+    if MINIATURE:
+        return None
+    return config["hub"][wildcards.benchmark]["models"][wildcards.role]["build_from"]
+
+
 # ---------------------------------------------------------------- paper outputs
 REPORT_CODE = Path(bilevel_unlearning.__file__).parent / "report"
 

@@ -65,14 +65,6 @@ FINETUNE_SHELL = (
 )
 
 
-def built_from(wildcards):
-    """The hub id a built model is fine-tuned from (its architecture sizes the job); None
-    for the miniature, whose base is its own."""
-    if MINIATURE:
-        return None
-    return config["hub"][wildcards.benchmark]["models"][wildcards.role]["build_from"]
-
-
 if MINIATURE or BUILT:
 
     rule finetune_model:
