@@ -82,11 +82,12 @@ def write_model(folder: Path, hidden: int, layers: int) -> int:
     return sum(p.numel() for p in model.parameters()) * 4
 
 
-def measure(variant: str, folder: Path, port: int) -> list[int]:
+def measure(variant: str, folder: Path) -> list[int]:
     """The rise of each process's resident memory, in bytes, rank order."""
+    from bilevel_unlearning.runtime import torchrun_command
+
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
-        command += ["--master_addr=127.0.0.1", f"--master_port={port}", "--no-python"]
+        command = [*torchrun_command(2), "--no-python"]
         command += [sys.executable, "-c", WORKER, variant, str(folder), out]
         done = subprocess.run(command, capture_output=True, text=True, env=os.environ)
         if done.returncode != 0:
@@ -101,8 +102,6 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--layers", type=int, default=8)
     args = parser.parse_args()
-    from bilevel_unlearning.runtime import free_port
-
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "model"
         size = write_model(folder, args.hidden, args.layers)
@@ -110,7 +109,7 @@ def main() -> None:
         rises: dict[str, list[list[int]]] = {"old": [], "new": []}
         for _ in range(args.repeats):
             for variant in rises:  # interleaved: old, new, old, new, ...
-                rises[variant].append(measure(variant, folder, free_port()))
+                rises[variant].append(measure(variant, folder))
     print(f"{'path':<5} {'process 0':>10} {'process 1':>10} {'node':>8}   (fp32 models)")
     for variant, runs in rises.items():
         per_rank = [statistics.median(run[rank] for run in runs) / size for rank in range(2)]

@@ -85,12 +85,15 @@ def torchrun(
     command: Sequence[str], env: dict[str, str], timeout: int = 900
 ) -> subprocess.CompletedProcess:
     """`command` (a Python script and its arguments) in 2 processes on a free local port."""
-    from bilevel_unlearning.runtime import free_port
+    from bilevel_unlearning.runtime import torchrun_command
 
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
-    launcher += ["--master_addr=127.0.0.1", f"--master_port={free_port()}"]
     return subprocess.run(
-        [*launcher, *command], capture_output=True, text=True, env=env, cwd=TESTS, timeout=timeout
+        [*torchrun_command(2), *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=TESTS,
+        timeout=timeout,
     )
 
 

@@ -61,18 +61,9 @@ def run_two_gloo_processes(
     script: Path, *args: str, timeout: int = 600
 ) -> subprocess.CompletedProcess:
     """`script args` under torchrun: 2 CPU processes (gloo) on a free local port."""
-    from bilevel_unlearning.runtime import free_port
+    from bilevel_unlearning.runtime import torchrun_command
 
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={free_port()}",
-        str(script),
-        *args,
-    ]
+    command = [*torchrun_command(2), str(script), *args]
     return subprocess.run(
         command, capture_output=True, text=True, timeout=timeout, cwd=script.parent
     )

@@ -134,6 +134,22 @@ def launch_command(gpus: int, accelerate_config: str) -> str:
     return "python -m"
 
 
+def torchrun_command(processes: int = 2) -> list[str]:
+    """torchrun's command line for `processes` local processes on a free port: what the
+    multi-process tests, benchmarks and GPU checks start their workers with (append the
+    script and its arguments)."""
+    import sys
+
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={processes}",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+    ]
+
+
 def free_port() -> int:
     """A TCP port free on this node now: each multi-GPU job's rendezvous gets its own, so two
     jobs on one node do not collide on torch's default 29500."""

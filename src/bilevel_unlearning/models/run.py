@@ -131,12 +131,13 @@ def finetune_step(
 
     _set_seed(seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())  # the process group, if any
+    device = compute_device(accelerator)
     tokenizer = load_tokenizer(base)
     model = start_models(
         base,
         precision,
         strategy,
-        compute_device(accelerator),
+        device,
         reference=False,
         reinforced=False,
         checkpointing=bool(settings.get("gradient_checkpointing")),
@@ -147,7 +148,7 @@ def finetune_step(
     corpora = [corpus] if corpus is not None else []
     replay = [text_example(tokenizer, t, max_length) for t in _texts(corpora)]
     replay_per_epoch = round(settings["replay_general"] * len(examples)) if replay else 0
-    placed = place_for_training(model, strategy, precision, compute_device(accelerator))
+    placed = place_for_training(model, strategy, precision, device)
     with placed.compute():
         losses = _train(
             placed.trained,
