@@ -8,7 +8,7 @@ SNAKEMAKE_ARGS ?=
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: reproduce robustness test test-fast lint format setup clean slurm-profile gpu-check verify \
-	expected-bands rehearse
+	expected-bands rehearse emulator
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,17 @@ $(VENV)/.installed: envs/requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+# QEMU's user-mode emulator, for the test that runs jobs as other x86-64 CPU models would
+# (tests/workflow/test_emulated_cpus.py) and scripts/cpu_census.py; from Debian's packages.
+EMULATOR := $(shell command -v qemu-x86_64 2>/dev/null)
+emulator:
+ifeq ($(EMULATOR),)
+	@if [ "$$(uname -m)" = x86_64 ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -qq qemu-user >/dev/null 2>&1 || \
+		 (apt-get update -qq && apt-get install -y -qq qemu-user)) >/dev/null; \
+	else echo "note: qemu-x86_64 missing; install it (apt-get install qemu-user) for the emulated-CPU test"; fi
+endif
+
 setup: $(VENV)/.installed
 
 reproduce: setup
@@ -31,7 +42,7 @@ reproduce: setup
 robustness: setup
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES) $(SNAKEMAKE_ARGS) robustness
 
-test: setup
+test: setup emulator
 	$(BIN)/python -m pytest -q
 
 # The inner loop: every test but the Snakemake, SLURM and multi-process runs (marker workflow).

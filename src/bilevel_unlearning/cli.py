@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bilevel_unlearning.cli_paper import add_paper_path_commands
-from bilevel_unlearning.numerics import pin_cpu_numerics
+from bilevel_unlearning.numerics import pin_cpu_numerics, run_under_emulator
 
 log = logging.getLogger("bilevel_unlearning")
 
@@ -427,9 +427,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
     if hasattr(args, "threads"):  # a computing job: pin its CPU kernels before torch loads
+        run_under_emulator(sys.argv[1:] if argv is None else list(argv))
         pins = pin_cpu_numerics(args.threads, deterministic=args.deterministic)
         log.info("numerics: %s", pins)
-    args.func(args)
+    from bilevel_unlearning.op_census import recording
+
+    with recording(args.command):  # BILEVEL_OP_CENSUS set: scripts/cpu_census.py
+        args.func(args)
     return 0
 
 

@@ -8,7 +8,7 @@ on the miniature's tables. Every job therefore fixes, before torch is imported:
 - MKL's conditional numerical reproducibility to COMPATIBLE, the one branch MKL documents as
   giving the same results on Intel and non-Intel CPUs (its AVX2 branch falls back to the
   CPU's own path on AMD);
-- oneDNN's maximum ISA to AVX2;
+- oneDNN's maximum ISA to AVX2, and numpy's SIMD dispatch to its AVX2 level (X86_V3);
 - the thread count, from the config (MKL's reproducibility holds for a fixed count), never
   from Snakemake's --cores.
 Where the pins cannot hold (no AVX2, an ARM CPU) the job runs with the CPU's own kernels, says
@@ -35,6 +35,9 @@ KERNEL_PINS = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "MKL_CBWR": "COMPATIBLE",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
+    # numpy's SIMD loops of exp, log, log1p, expm1 give other bits on AVX-512 than on AVX2
+    # (the census); numpy 2's AVX2 level is X86_V3, these three are everything above it
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
 }
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # deterministic GPU kernels: cuBLAS needs a fixed workspace before CUDA starts (torch's docs,
@@ -44,6 +47,11 @@ DETERMINISTIC_VARIABLE = "BILEVEL_DETERMINISTIC"
 # set to 1 to run with the CPU's own kernels (a measurement of what the pins change; recorded)
 NATIVE_VARIABLE = "BILEVEL_NATIVE_KERNELS"
 PINNABLE_MACHINES = ("x86_64", "amd64")
+# e.g. "qemu-x86_64 -cpu EPYC-Milan": every computing job re-executes itself under that
+# user-mode emulator, so a real workflow runs as another CPU model would (tests/workflow/
+# test_emulated_cpus.py); the job records it (EMULATED_VARIABLE) and does not re-execute again
+EMULATOR_VARIABLE = "BILEVEL_CPU_EMULATOR"
+EMULATED_VARIABLE = "BILEVEL_EMULATED_BY"
 
 
 class PinnedTooLateError(RuntimeError):
@@ -86,6 +94,19 @@ def pinned_environment(threads: int, native: bool = False) -> dict[str, str]:
     return pins if native else {**KERNEL_PINS, **pins}
 
 
+def run_under_emulator(argv: list[str], environ: MutableMapping[str, str] | None = None) -> None:
+    """Re-execute this job under BILEVEL_CPU_EMULATOR, if set and not yet done; else return."""
+    environ = os.environ if environ is None else environ
+    emulator = environ.get(EMULATOR_VARIABLE, "").split()
+    if not emulator or environ.get(EMULATED_VARIABLE):
+        return
+    environ[EMULATED_VARIABLE] = " ".join(emulator)
+    command = [*emulator, sys.executable, "-m", "bilevel_unlearning.cli", *argv]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvpe(command[0], command, dict(environ))
+
+
 def pin_cpu_numerics(
     threads: int, environ: MutableMapping[str, str] | None = None, deterministic: bool = False
 ) -> dict[str, str]:
@@ -119,6 +140,19 @@ def apply_torch_settings(threads: int) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def correctly_rounded_sqrt(values: Any) -> Any:
+    """The square root of a float32 (or bfloat16) tensor, correctly rounded on every CPU.
+
+    ATen's vectorised CPU square root, float32 and float64 alike, is not correctly rounded and
+    its last bits depend on the CPU model even under the AVX2 pin (the census in
+    docs/fidelity.md); a one-element tensor takes the scalar path, which is. The float64 root
+    is within a few float64 ulps of the exact one, and the exact root of a float32 number is
+    never that close to a midpoint between two float32 numbers (53 >= 2 * 24 + 2), so
+    rounding it to float32 gives the correctly rounded result, on any CPU and on GPUs.
+    """
+    return values.double().sqrt().to(values.dtype)
+
+
 def numerics_record() -> dict[str, Any]:
     """What provenance records: the pins in force and the kernel path torch actually took."""
     import torch
@@ -133,4 +167,5 @@ def numerics_record() -> dict[str, Any]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
+        "emulated_by": os.environ.get(EMULATED_VARIABLE),
     }

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from bilevel_unlearning.models.encoding import IGNORE, Example, collate, encode
+from bilevel_unlearning.numerics import correctly_rounded_sqrt
 
 
 def text_scoring_example(tokenizer: Any, text: str, max_length: int | None) -> Example:
@@ -87,7 +88,8 @@ def _scored_batches(
             if moments:
                 probs = logprobs.exp()
                 mu = (probs * logprobs).sum(-1)
-                sigma = ((probs * logprobs.square()).sum(-1) - mu.square()).clamp_min(0).sqrt()
+                variance = ((probs * logprobs.square()).sum(-1) - mu.square()).clamp_min(0)
+                sigma = correctly_rounded_sqrt(variance)
                 part += (mu, sigma)
             parts.append(part)
         columns = [torch.cat(c, dim=1) for c in zip(*parts, strict=True)]

@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 from bilevel_unlearning.io import write_text
-from bilevel_unlearning.models.train import schedule_factor
+from bilevel_unlearning.models.train import adamw, schedule_factor
 from bilevel_unlearning.runtime import BatchLayout, batch_layout, compute_device, compute_dtype
 from bilevel_unlearning.unlearn import sharding
 from bilevel_unlearning.unlearn.checkpoints import (
@@ -165,9 +165,7 @@ class Unlearner:
         self.model.to(self.device)
         self.objective.to(self.device)
         self.params = [p for name, p in self.model.named_parameters() if name in trainable]
-        self.optimizer = torch.optim.AdamW(
-            self.params, lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
-        )
+        self.optimizer = adamw(self.params, self.settings.learning_rate, self.settings.weight_decay)
         steps = steps_per_epoch(
             self.data, self.settings.batch_size, self.settings.max_steps_per_epoch
         )

@@ -36,6 +36,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from bilevel_unlearning.numerics import correctly_rounded_sqrt
+
 AllReduce = Callable[[Tensor], Tensor]
 
 # A squared norm this small relative to the other gradient's is taken as zero: the gradient's
@@ -139,7 +141,7 @@ def _divide_where(use: Tensor, numerator: Tensor, denominator: Tensor) -> Tensor
 
 def _cosine(forget_sq: Tensor, retain_sq: Tensor, inner: Tensor) -> Tensor:
     """cos(g_F, g_R); 0 when either gradient is zero."""
-    scale = forget_sq.sqrt() * retain_sq.sqrt()
+    scale = correctly_rounded_sqrt(forget_sq) * correctly_rounded_sqrt(retain_sq)
     return _divide_where(scale > 0, inner, scale)
 
 
