@@ -90,7 +90,13 @@ def test_bands_round_trip_through_their_file(tmp_path: Path) -> None:
     assert npo.seeds == 3 and npo.low == pytest.approx(21.0 - BAND_SDS - 5.0)
 
 
-def test_comparison_reports_each_status_and_fails_only_outside(tmp_path: Path) -> None:
+def test_comparison_reports_each_status_and_fails_only_outside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unpinned machine (ARM, no AVX2): the bands judge."""
+    from bilevel_unlearning.report import manifest
+
+    monkeypatch.setattr(manifest, "pinned_here", lambda: False)
     expected, produced = tmp_path / "expected", tmp_path / "produced"
     expected.mkdir(), produced.mkdir()
     write_table(expected / "table_1_muse.csv", {"npo": 20.0, "ga": 3.0, "blur_npo": 40.0})
@@ -108,7 +114,7 @@ def test_comparison_reports_each_status_and_fails_only_outside(tmp_path: Path) -
     assert "| npo | News:knowmem_forget | 80.0 | 20.0 |" in out.read_text()
 
 
-def test_a_pinned_machine_flags_cells_that_moved_even_inside_their_bands(
+def test_a_pinned_machine_fails_on_cells_that_moved_even_inside_their_bands(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from bilevel_unlearning.report import manifest
@@ -120,8 +126,10 @@ def test_a_pinned_machine_flags_cells_that_moved_even_inside_their_bands(
     out = tmp_path / "comparison.md"
     for pinned, verdict in ((True, "**1 cells moved although"), (False, "1 cells differ")):
         monkeypatch.setattr(manifest, "pinned_here", lambda pinned=pinned: pinned)
-        assert manifest.compare_expected([produced / "table_1_muse.csv"], expected, out)
+        ok = manifest.compare_expected([produced / "table_1_muse.csv"], expected, out)
+        assert ok is not pinned  # within tolerance, but on a pinned machine a failure
         assert verdict in out.read_text()
+        assert ("| npo | News:knowmem_forget | 21.0 | 20.0 |" in out.read_text()) is pinned
         report = json.loads(out.with_suffix(".json").read_text())
         assert (report["pinned"], report["moved"]) == (pinned, 1)
     write_table(produced / "table_1_muse.csv", {"npo": 20.0, "ga": 3.0, "blur_npo": 40.0})
