@@ -139,6 +139,36 @@ def library_census() -> dict[str, str]:
     return out
 
 
+def forms_census() -> dict[str, str]:
+    """The project's CPU-independent forms on fixed inputs: the correctly rounded square root
+    (its float64 intermediate may differ by CPU, its float32 result must not) and the fused
+    AdamW step, beside the foreach step it replaced."""
+    import torch
+
+    from bilevel_unlearning.numerics import correctly_rounded_sqrt
+    from bilevel_unlearning.op_census import tensor_digest
+
+    generator = torch.Generator().manual_seed(RANDOM_SEED)
+    out: dict[str, str] = {}
+    for shape in ((), (7,), (100,), (64, 300)):
+        x = torch.rand(shape, generator=generator) * 3
+        out[f"form: correctly_rounded_sqrt(float32{list(shape)})"] = tensor_digest(
+            correctly_rounded_sqrt(x)
+        )
+        out[f"form: torch.sqrt(float32{list(shape)})"] = tensor_digest(x.sqrt())
+    weights = [torch.rand(40, 30, generator=generator) for _ in range(3)]
+    grads = [torch.randn(40, 30, generator=generator) for _ in range(3)]
+    for fused in (True, False):
+        params = [torch.nn.Parameter(w.clone()) for w in weights]
+        optimizer = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.01, fused=fused)
+        for step in range(3):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g * (step + 1)
+            optimizer.step()
+        out[f"form: AdamW fused={fused}, 3 steps"] = tensor_digest(params)
+    return out
+
+
 def worker(merged: Path, out: Path) -> None:
     """Replay every sample under the pins; write {key: digest}. Runs under the emulator."""
     from bilevel_unlearning.numerics import pin_cpu_numerics
@@ -156,6 +186,7 @@ def worker(merged: Path, out: Path) -> None:
         random_args, random_kwargs = _random_like((args, kwargs), RANDOM_SEED + index)
         digests[f"{key} [random inputs]"] = replay(name, random_args, random_kwargs)
     digests.update(library_census())
+    digests.update(forms_census())
     out.write_text(json.dumps(digests, indent=1, sort_keys=True))
 
 
@@ -198,9 +229,11 @@ def compare(workdir: Path, cpus: list[str], out: Path, jobs: int) -> int:
         "| replay | jobs | calls | " + " | ".join(cpus) + " |",
         "|---|---|---:|" + "---|" * len(cpus),
     ]
-    for key in differing:
+    forms = [k for k in keys if k.startswith("form:") and k not in differing]
+    for key in differing + forms:  # the project's forms are shown either way
         base = key.split(" [")[0]
-        jobs = ", ".join(info["jobs"].get(base, ["metrics"]))
+        origin = ["our forms"] if key.startswith("form:") else ["metric libraries"]
+        jobs = ", ".join(info["jobs"].get(base, origin))
         calls = info["counts"].get(base, "")
         marks = " | ".join("differs" if there[c].get(key) != here[key] else "equal" for c in cpus)
         lines.append(f"| `{key}` | {jobs} | {calls} | {marks} |")
