@@ -85,3 +85,45 @@ def test_deterministic_jobs_fix_cublas_before_cuda_and_record_torchs_flag() -> N
     )
     assert record["deterministic"] is True
     assert record["environment"]["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_the_square_root_form_is_correctly_rounded_where_atens_is_not() -> None:
+    """ATen's CPU square root is not correctly rounded and its bits depend on the CPU (the
+    census); the form must equal the correctly rounded root (Python's math.sqrt, rounded
+    once) for every input, 0-d and bfloat16 included."""
+    import math
+
+    import torch
+
+    from bilevel_unlearning.numerics import correctly_rounded_sqrt
+
+    values = torch.rand(20_000, generator=torch.Generator().manual_seed(0)) * 4
+    exact = torch.tensor([math.sqrt(v) for v in values.double().tolist()], dtype=torch.float64)
+    assert torch.equal(correctly_rounded_sqrt(values), exact.float())
+    assert correctly_rounded_sqrt(values).dtype == torch.float32
+    scalar = torch.tensor(2.0)
+    assert correctly_rounded_sqrt(scalar).item() == torch.tensor(math.sqrt(2.0)).float().item()
+    half = values[:500].bfloat16()
+    exact_half = [math.sqrt(v) for v in half.double().tolist()]
+    assert torch.equal(correctly_rounded_sqrt(half), torch.tensor(exact_half).bfloat16())
+
+
+def test_a_job_re_executes_itself_under_the_configured_emulator_once(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(numerics.os, "execvpe", lambda *args: calls.append(args))
+    environ = {numerics.EMULATOR_VARIABLE: "qemu-x86_64 -cpu EPYC-Milan"}
+    numerics.run_under_emulator(["evaluate", "--threads", "1"], environ)
+    (program, command, env) = calls.pop()
+    assert program == "qemu-x86_64" and command[:3] == ["qemu-x86_64", "-cpu", "EPYC-Milan"]
+    assert command[3:] == [
+        sys.executable,
+        "-m",
+        "bilevel_unlearning.cli",
+        "evaluate",
+        "--threads",
+        "1",
+    ]
+    assert env[numerics.EMULATED_VARIABLE] == "qemu-x86_64 -cpu EPYC-Milan"
+    numerics.run_under_emulator(["evaluate"], env)  # the re-executed job runs, not again
+    numerics.run_under_emulator(["evaluate"], {})  # no emulator asked: runs here
+    assert calls == []
