@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     names = list(VARIANTS)
-    print(f"| workload ({args.repeats} interleaved repeats, median) | " + " | ".join(names))
+    print(f"| workload ({args.repeats} interleaved repeats, median) | " + " | ".join(names) + " |")
     print("| --- " * (len(names) + 1) + "|")
     for workload in ("train", "infer"):
         times: dict[str, list[float]] = {v: [] for v in names}
