@@ -323,9 +323,12 @@ def test_both_baldro_forms_unlearn_end_to_end(tiny_run: Path) -> None:
 
     table = read_table_csv(tiny_run / "paper_figures/table_1_muse.csv")
     target = table[("target", "News:knowmem_forget")]
+    columns = sorted({column for _, column in table})
     for row, plain in (("baldro_g_npo", "npo_gdr"), ("blur_npo_baldro_dv", "blur_npo")):
         assert table[(row, "News:knowmem_forget")] < target - 30
-        assert table[(row, "News:knowmem_forget")] != table[(plain, "News:knowmem_forget")]
+        # a BalDRO form that did nothing would give its plain method's row, bit for bit (one
+        # metric alone can coincide: KnowMem counts a few dozen answers)
+        assert [table[(row, c)] for c in columns] != [table[(plain, c)] for c in columns]
 
 
 PAPER = (
