@@ -80,22 +80,17 @@ def _random_like(args: Any, seed: int) -> Any:
     """The same call with every floating tensor replaced by fixed values in [0.1, 2.1): the
     recorded inputs can be trivial (a first step's zero moments), random ones are not."""
     import torch
+    from torch.utils._pytree import tree_map
 
     generator = torch.Generator().manual_seed(seed)
 
-    def visit(value: Any) -> Any:
+    def fresh(value: Any) -> Any:
         if isinstance(value, torch.Tensor) and value.is_floating_point():
-            fresh = torch.rand(value.shape, generator=generator, dtype=torch.float64) * 2 + 0.1
-            return fresh.to(value.dtype)
-        if isinstance(value, list):
-            return [visit(v) for v in value]
-        if isinstance(value, tuple):
-            return tuple(visit(v) for v in value)
-        if isinstance(value, dict):
-            return {k: visit(v) for k, v in value.items()}
+            values = torch.rand(value.shape, generator=generator, dtype=torch.float64) * 2 + 0.1
+            return values.to(value.dtype)
         return value
 
-    return visit(args)
+    return tree_map(fresh, args)
 
 
 def library_census() -> dict[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -27,43 +28,29 @@ UNCOMPARABLE = ("empty", "set_", "_local_scalar_dense", "item", "lift_fresh", "d
 def shape_class(shape: tuple[int, ...]) -> str:
     """Rank and size bucket: kernels switch paths on size (vector tails, blocking), not on
     exact shapes, so one call per bucket is enough to see a path."""
-    numel = 1
-    for size in shape:
-        numel *= size
+    numel = math.prod(shape)
     bucket = next(b for b in (1, 16, 256, 4096, 65536, 2**62) if numel <= b)
     return f"{len(shape)}d<={bucket}"
 
 
-def _describe(value: Any) -> list[str]:
-    """dtype and shape class of every tensor in a (nested) argument."""
+def _tensors(value: Any) -> list[Any]:
+    """Every tensor in a (nested) argument, in order."""
     import torch
+    from torch.utils._pytree import tree_leaves
 
-    if isinstance(value, torch.Tensor):
-        return [f"{str(value.dtype).removeprefix('torch.')}:{shape_class(tuple(value.shape))}"]
-    if isinstance(value, (list, tuple)):
-        return [d for v in value for d in _describe(v)]
-    return []
+    return [leaf for leaf in tree_leaves(value) if isinstance(leaf, torch.Tensor)]
 
 
 def op_key(name: str, args: tuple, kwargs: Mapping[str, Any]) -> str:
     """The census's unit: operator overload, and dtype/shape class of each tensor input."""
-    described = [d for a in (*args, *kwargs.values()) for d in _describe(a)]
+    described = [
+        f"{str(t.dtype).removeprefix('torch.')}:{shape_class(tuple(t.shape))}"
+        for t in _tensors((args, kwargs))
+    ]
     return f"{name}({', '.join(described)})"
 
 
-def _tensor_bytes(value: Any) -> int:
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value.numel() * value.element_size()
-    if isinstance(value, (list, tuple)):
-        return sum(_tensor_bytes(v) for v in value)
-    if isinstance(value, Mapping):
-        return sum(_tensor_bytes(v) for v in value.values())
-    return 0
-
-
-MEMORY_FORMAT_TAG = "__memory_format__"
+MEMORY_FORMAT_TAG = "__memory_format__:"
 
 
 def _copy(value: Any, encode: bool = False, decode: bool = False) -> Any:
@@ -71,20 +58,18 @@ def _copy(value: Any, encode: bool = False, decode: bool = False) -> Any:
     torch.save cannot store a memory format: `encode` writes it as a tagged name, `decode`
     reads it back."""
     import torch
+    from torch.utils._pytree import tree_map
 
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if encode and isinstance(value, torch.memory_format):
-        return (MEMORY_FORMAT_TAG, str(value).removeprefix("torch."))
-    if decode and isinstance(value, tuple) and value[:1] == (MEMORY_FORMAT_TAG,):
-        return getattr(torch, value[1])
-    if isinstance(value, list):
-        return [_copy(v, encode, decode) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_copy(v, encode, decode) for v in value)
-    if isinstance(value, dict):
-        return {k: _copy(v, encode, decode) for k, v in value.items()}
-    return value
+    def leaf(item: Any) -> Any:
+        if isinstance(item, torch.Tensor):
+            return item.detach().clone()
+        if encode and isinstance(item, torch.memory_format):
+            return MEMORY_FORMAT_TAG + str(item).removeprefix("torch.")
+        if decode and isinstance(item, str) and item.startswith(MEMORY_FORMAT_TAG):
+            return getattr(torch, item.removeprefix(MEMORY_FORMAT_TAG))
+        return item
+
+    return tree_map(leaf, value)
 
 
 def comparable(name: str) -> bool:
@@ -108,7 +93,8 @@ def _recorder_class() -> type:
             key = op_key(name, args, kwargs)
             first = key not in self.counts
             self.counts[key] = self.counts.get(key, 0) + 1
-            if first and comparable(name) and _tensor_bytes((args, kwargs)) <= MAX_SAMPLE_BYTES:
+            size = sum(t.numel() * t.element_size() for t in _tensors((args, kwargs)))
+            if first and comparable(name) and size <= MAX_SAMPLE_BYTES:
                 self.samples[key] = (name, _copy(args, True), _copy(kwargs, True))
             return func(*args, **kwargs)
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
@@ -47,7 +46,7 @@ def schedule_factor(kind: str, total_steps: int, warmup_steps: int) -> Callable[
 
 
 def adamw(
-    params: Sequence[torch.nn.Parameter] | Any, learning_rate: float, weight_decay: float = 0.0
+    params: Iterable[torch.nn.Parameter], learning_rate: float, weight_decay: float = 0.0
 ) -> torch.optim.AdamW:
     """torch's AdamW in its fused form, for every training path.
 
